@@ -1,0 +1,406 @@
+//! A real ATProto network on loopback: a local PLC directory and the reference PDS.
+//!
+//! [`Sandbox::start`] launches the durable sandbox PLC (`deploy/pds/plc.mjs`) and the pinned
+//! reference PDS (`deploy/pds/pds.mjs`, npm `@atproto/pds`) as child processes on free
+//! loopback ports, with data in a temporary (or given) directory, waits until both answer
+//! their health checks, and hands back their URLs. Dropping the [`Sandbox`] kills both
+//! processes, also when a test panics, and a panicking test gets the services' logs on
+//! stderr so a failure can be read without re-running it.
+//!
+//! The runtime (Node 22 and the npm packages) is installed by `./install.sh` under
+//! `ATELIER_HOME` (default `~/.local/share/atelier`); see [`Runtime::locate`]. When it is
+//! missing, [`Sandbox::start`] fails with an error that names the install step: tests that
+//! need a PDS fail, they never skip.
+//!
+//! `atelier dev pds` and (for now) `atelier up` run the same code in the foreground.
+
+mod account;
+mod process;
+mod runtime;
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub use account::{Account, BlobRef, CreatedRecord};
+pub use runtime::Runtime;
+
+use process::Service;
+
+/// Everything that can go wrong while starting or using the sandbox.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// Node 22 or the pinned packages are not installed.
+    #[error(
+        "{what} not found at {path}: run `./install.sh` from the Atelier checkout (it installs Node 22 and the pinned PDS/PLC under ATELIER_HOME), or set ATELIER_HOME to where it installed them"
+    )]
+    RuntimeMissing {
+        /// What is missing, in words.
+        what: &'static str,
+        /// Where it was looked for.
+        path: PathBuf,
+    },
+    /// A file or process operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A service exited or did not become healthy in time.
+    #[error("{service} did not become healthy: {reason}\n--- last lines of its log ---\n{log_tail}")]
+    Unhealthy {
+        /// `plc` or `pds`.
+        service: &'static str,
+        /// Why it is considered failed.
+        reason: String,
+        /// The end of its log, to see why.
+        log_tail: String,
+    },
+    /// An HTTP request to a sandbox service failed.
+    #[error("{method} {url}: {source}")]
+    Http {
+        /// The XRPC method or path.
+        method: String,
+        /// The URL requested.
+        url: String,
+        /// The underlying error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// A sandbox service answered with an XRPC error.
+    #[error("{method} returned HTTP {status}: {error}: {message}")]
+    Xrpc {
+        /// The XRPC method.
+        method: String,
+        /// HTTP status code.
+        status: u16,
+        /// The XRPC error name (`InvalidRequest`, ...).
+        error: String,
+        /// The message the service gave.
+        message: String,
+    },
+}
+
+impl SandboxError {
+    fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        SandboxError::Io { context: context.into(), source }
+    }
+}
+
+/// How to start a sandbox.
+#[derive(Debug, Clone, Default)]
+pub struct SandboxOptions {
+    /// Where the PLC log, PDS database and blobs live. `None`: a temporary directory that is
+    /// deleted when the sandbox is dropped.
+    pub data_dir: Option<PathBuf>,
+    /// Fixed ports (`None`: a free loopback port is picked).
+    pub plc_port: Option<u16>,
+    /// See `plc_port`.
+    pub pds_port: Option<u16>,
+    /// The runtime to use (`None`: [`Runtime::locate`]).
+    pub runtime: Option<Runtime>,
+}
+
+/// A running local PLC + PDS pair.
+#[derive(Debug)]
+pub struct Sandbox {
+    plc: Service,
+    pds: Service,
+    plc_url: String,
+    pds_url: String,
+    admin_password: String,
+    data_dir: PathBuf,
+    http: reqwest::Client,
+    // Declared last so the directory outlives the processes using it.
+    _temp: Option<tempfile::TempDir>,
+}
+
+/// How long a service may take to become healthy. The PDS starts in 2-3 s on these
+/// machines; a cold disk cache or a loaded CI machine can take several times that.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Sandbox {
+    /// Starts a PLC and a PDS with the default options (temporary data, free ports).
+    pub async fn start() -> Result<Sandbox, SandboxError> {
+        Sandbox::start_with(SandboxOptions::default()).await
+    }
+
+    /// Starts a PLC and a PDS as `options` say, and waits until both are healthy.
+    pub async fn start_with(options: SandboxOptions) -> Result<Sandbox, SandboxError> {
+        let runtime = match options.runtime {
+            Some(runtime) => runtime,
+            None => Runtime::locate()?,
+        };
+        let (temp, data_dir) = match options.data_dir {
+            Some(dir) => (None, dir),
+            None => {
+                let temp = tempfile::Builder::new()
+                    .prefix("atelier-sandbox-")
+                    .tempdir()
+                    .map_err(|e| SandboxError::io("creating a temporary data directory", e))?;
+                let dir = temp.path().to_path_buf();
+                (Some(temp), dir)
+            }
+        };
+        let dirs = DataDirs::create(&data_dir)?;
+        let secrets = Secrets::load_or_create(&dirs.secrets)?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| SandboxError::Http {
+                method: "client".into(),
+                url: String::new(),
+                source: e,
+            })?;
+
+        let plc_port = match options.plc_port {
+            Some(port) => port,
+            None => free_port()?,
+        };
+        let plc_url = format!("http://127.0.0.1:{plc_port}");
+        let mut plc = Service::spawn(
+            "plc",
+            &runtime,
+            "plc.mjs",
+            &[
+                ("PLC_PORT", plc_port.to_string()),
+                ("PLC_OPLOG", path_str(&dirs.plc.join("operations.jsonl"))),
+            ],
+            &dirs.logs.join("plc.log"),
+        )?;
+        plc.wait_healthy(&http, &format!("{plc_url}/_health"), HEALTH_TIMEOUT)
+            .await?;
+
+        let pds_port = match options.pds_port {
+            Some(port) => port,
+            None => free_port()?,
+        };
+        let pds_url = format!("http://localhost:{pds_port}");
+        let mut pds = Service::spawn(
+            "pds",
+            &runtime,
+            "pds.mjs",
+            &pds_env(&dirs, pds_port, &plc_url, &secrets),
+            &dirs.logs.join("pds.log"),
+        )?;
+        if let Err(e) = pds
+            .wait_healthy(&http, &format!("{pds_url}/xrpc/_health"), HEALTH_TIMEOUT)
+            .await
+        {
+            plc.kill();
+            return Err(e);
+        }
+
+        Ok(Sandbox {
+            plc,
+            pds,
+            plc_url,
+            pds_url,
+            admin_password: secrets.admin_password,
+            data_dir,
+            http,
+            _temp: temp,
+        })
+    }
+
+    /// The PLC directory's base URL, e.g. `http://127.0.0.1:41234`.
+    pub fn plc_url(&self) -> &str {
+        &self.plc_url
+    }
+
+    /// The PDS's base URL, e.g. `http://localhost:41235` (the PDS's own idea of its
+    /// hostname, as it appears in DID documents).
+    pub fn pds_url(&self) -> &str {
+        &self.pds_url
+    }
+
+    /// The PDS's WebSocket URL for `com.atproto.sync.subscribeRepos`.
+    pub fn subscribe_repos_url(&self, cursor: Option<i64>) -> String {
+        let base = self.pds_url.replacen("http://", "ws://", 1);
+        match cursor {
+            Some(c) => format!("{base}/xrpc/com.atproto.sync.subscribeRepos?cursor={c}"),
+            None => format!("{base}/xrpc/com.atproto.sync.subscribeRepos"),
+        }
+    }
+
+    /// The PDS admin password (basic auth user `admin`).
+    pub fn admin_password(&self) -> &str {
+        &self.admin_password
+    }
+
+    /// Where the services keep their data and logs.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Creates an account with handle `{name}.test` and returns a signed-in session.
+    pub async fn create_account(&self, name: &str) -> Result<Account, SandboxError> {
+        Account::create(self.http.clone(), &self.pds_url, name).await
+    }
+
+    /// The last `lines` lines of both services' logs.
+    pub fn logs(&self, lines: usize) -> String {
+        format!(
+            "--- plc ({}) ---\n{}\n--- pds ({}) ---\n{}",
+            self.plc.log_path().display(),
+            self.plc.log_tail(lines),
+            self.pds.log_path().display(),
+            self.pds.log_tail(lines)
+        )
+    }
+
+    /// Whether both processes are still running.
+    pub fn is_running(&mut self) -> bool {
+        self.plc.is_running() && self.pds.is_running()
+    }
+
+    /// Stops both services gracefully (SIGTERM, then SIGKILL after a grace period).
+    pub async fn shutdown(mut self) {
+        self.pds.stop(Duration::from_secs(10)).await;
+        self.plc.stop(Duration::from_secs(5)).await;
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "\n=== sandbox service logs (test failed) ===\n{}\n",
+                self.logs(80)
+            );
+        }
+        self.pds.kill();
+        self.plc.kill();
+    }
+}
+
+/// The directory layout under a sandbox data directory.
+struct DataDirs {
+    plc: PathBuf,
+    pds: PathBuf,
+    blobs: PathBuf,
+    logs: PathBuf,
+    secrets: PathBuf,
+}
+
+impl DataDirs {
+    fn create(root: &Path) -> Result<DataDirs, SandboxError> {
+        let dirs = DataDirs {
+            plc: root.join("plc"),
+            pds: root.join("pds"),
+            blobs: root.join("pds").join("blobs"),
+            logs: root.join("logs"),
+            secrets: root.join("secrets"),
+        };
+        for dir in [&dirs.plc, &dirs.pds, &dirs.blobs, &dirs.logs, &dirs.secrets] {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| SandboxError::io(format!("creating {}", dir.display()), e))?;
+        }
+        Ok(dirs)
+    }
+}
+
+/// The PDS's secrets. Kept in files (mode 0600) so a persistent sandbox keeps its accounts
+/// signable across restarts.
+struct Secrets {
+    jwt_secret: String,
+    admin_password: String,
+    plc_rotation_key_hex: String,
+}
+
+impl Secrets {
+    fn load_or_create(dir: &Path) -> Result<Secrets, SandboxError> {
+        Ok(Secrets {
+            jwt_secret: secret_file(&dir.join("pds_jwt_secret"), 16)?,
+            admin_password: secret_file(&dir.join("pds_admin_password"), 12)?,
+            // 32 random bytes are a valid secp256k1 scalar with overwhelming probability
+            // (the chance of landing at or above the group order is about 2^-128).
+            plc_rotation_key_hex: secret_file(&dir.join("plc_rotation_key_k256_hex"), 32)?,
+        })
+    }
+}
+
+/// Reads a hex secret from `path`, creating it (mode 0600) with `bytes` random bytes first.
+fn secret_file(path: &Path, bytes: usize) -> Result<String, SandboxError> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Ok(existing) = std::fs::read_to_string(path) {
+        let existing = existing.trim();
+        if !existing.is_empty() {
+            return Ok(existing.to_owned());
+        }
+    }
+    let mut raw = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut raw))
+        .map_err(|e| SandboxError::io("reading /dev/urandom", e))?;
+    let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(hex.as_bytes()))
+        .map_err(|e| SandboxError::io(format!("writing {}", path.display()), e))?;
+    Ok(hex)
+}
+
+/// The reference PDS's environment for the sandbox profile.
+fn pds_env(dirs: &DataDirs, port: u16, plc_url: &str, secrets: &Secrets) -> Vec<(&'static str, String)> {
+    vec![
+        ("PDS_HOSTNAME", "localhost".into()),
+        ("PDS_PORT", port.to_string()),
+        ("PDS_DATA_DIRECTORY", path_str(&dirs.pds)),
+        ("PDS_BLOBSTORE_DISK_LOCATION", path_str(&dirs.blobs)),
+        ("PDS_JWT_SECRET", secrets.jwt_secret.clone()),
+        ("PDS_ADMIN_PASSWORD", secrets.admin_password.clone()),
+        (
+            "PDS_PLC_ROTATION_KEY_K256_PRIVATE_KEY_HEX",
+            secrets.plc_rotation_key_hex.clone(),
+        ),
+        ("PDS_DID_PLC_URL", plc_url.into()),
+        // Dev mode: plain http and loopback addresses are allowed.
+        ("PDS_DEV_MODE", "true".into()),
+        ("PDS_INVITE_REQUIRED", "false".into()),
+        // Nothing public is ever told about a sandbox.
+        ("PDS_CRAWLERS", String::new()),
+        ("PDS_SERVICE_HANDLE_DOMAINS", ".test".into()),
+        // Tests create many accounts and records quickly.
+        ("PDS_RATE_LIMITS_ENABLED", "false".into()),
+        ("LOG_ENABLED", "true".into()),
+        ("LOG_LEVEL", "info".into()),
+    ]
+}
+
+/// Picks a free TCP port on 127.0.0.1. The port is released before the service binds it;
+/// the window is small and a clash shows up as a failed health check with the log.
+fn free_port() -> Result<u16, SandboxError> {
+    let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        .map_err(|e| SandboxError::io("finding a free loopback port", e))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| SandboxError::io("finding a free loopback port", e))
+}
+
+fn path_str(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+/// Polls `url` until it answers 2xx, the process exits, or `timeout` passes.
+async fn poll_health(http: &reqwest::Client, url: &str, deadline: Instant) -> Result<(), String> {
+    let mut last = String::from("no answer yet");
+    while Instant::now() < deadline {
+        match http.get(url).timeout(Duration::from_secs(2)).send().await {
+            Ok(resp) if resp.status().is_success() => return Ok(()),
+            Ok(resp) => last = format!("{url} answered HTTP {}", resp.status()),
+            Err(e) => last = format!("{url}: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(last)
+}
