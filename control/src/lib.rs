@@ -1,1 +1,10 @@
-//! Placeholder.
+//! Atelier's control plane: the `atelier` command.
+//!
+//! Today it has the first commands of the Foundation issue: `version`, and `dev pds` / `up`,
+//! which run the sandbox network (a local PLC and the reference PDS) in the foreground.
+//! The full `atelier.yaml` control plane (`init`, `check`, `plan`, `up`, `down`, `status`,
+//! backends, backups) replaces `up` when the Control plane issue lands.
+
+pub mod cli;
+pub mod dev;
+pub mod version;

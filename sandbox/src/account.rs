@@ -78,9 +78,14 @@ impl Account {
             "email": format!("{name}@example.com"),
             "password": password,
         });
-        let session: Session =
-            send(&http, pds_url, "com.atproto.server.createAccount", None, Body::Json(&body))
-                .await?;
+        let session: Session = send(
+            &http,
+            pds_url,
+            "com.atproto.server.createAccount",
+            None,
+            Body::Json(&body),
+        )
+        .await?;
         Ok(Account {
             http,
             pds_url: pds_url.to_owned(),
@@ -153,11 +158,16 @@ impl Account {
             "{}/xrpc/com.atproto.repo.getRecord?repo={}&collection={}&rkey={}",
             self.pds_url, self.did, collection, rkey
         );
-        let resp = self.http.get(&url).send().await.map_err(|e| SandboxError::Http {
-            method: "com.atproto.repo.getRecord".into(),
-            url: url.clone(),
-            source: e,
-        })?;
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| SandboxError::Http {
+                method: "com.atproto.repo.getRecord".into(),
+                url: url.clone(),
+                source: e,
+            })?;
         decode("com.atproto.repo.getRecord", &url, resp).await
     }
 
@@ -168,7 +178,11 @@ impl Account {
             self.pds_url, self.did, cid
         );
         let method = "com.atproto.sync.getBlob";
-        let http_err = |e| SandboxError::Http { method: method.into(), url: url.clone(), source: e };
+        let http_err = |e| SandboxError::Http {
+            method: method.into(),
+            url: url.clone(),
+            source: e,
+        };
         let resp = self.http.get(&url).send().await.map_err(http_err)?;
         if !resp.status().is_success() {
             return Err(xrpc_error(method, resp).await);
@@ -181,7 +195,14 @@ impl Account {
         method: &str,
         body: &Value,
     ) -> Result<T, SandboxError> {
-        send(&self.http, &self.pds_url, method, Some(&self.access_jwt), Body::Json(body)).await
+        send(
+            &self.http,
+            &self.pds_url,
+            method,
+            Some(&self.access_jwt),
+            Body::Json(body),
+        )
+        .await
     }
 }
 
@@ -236,5 +257,10 @@ async fn xrpc_error(method: &str, resp: reqwest::Response) -> SandboxError {
         error: "Unknown".into(),
         message: text,
     });
-    SandboxError::Xrpc { method: method.into(), status, error: body.error, message: body.message }
+    SandboxError::Xrpc {
+        method: method.into(),
+        status,
+        error: body.error,
+        message: body.message,
+    }
 }

@@ -50,7 +50,9 @@ pub enum SandboxError {
         source: std::io::Error,
     },
     /// A service exited or did not become healthy in time.
-    #[error("{service} did not become healthy: {reason}\n--- last lines of its log ---\n{log_tail}")]
+    #[error(
+        "{service} did not become healthy: {reason}\n--- last lines of its log ---\n{log_tail}"
+    )]
     Unhealthy {
         /// `plc` or `pds`.
         service: &'static str,
@@ -86,7 +88,10 @@ pub enum SandboxError {
 
 impl SandboxError {
     fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        SandboxError::Io { context: context.into(), source }
+        SandboxError::Io {
+            context: context.into(),
+            source,
+        }
     }
 }
 
@@ -350,7 +355,12 @@ fn secret_file(path: &Path, bytes: usize) -> Result<String, SandboxError> {
 }
 
 /// The reference PDS's environment for the sandbox profile.
-fn pds_env(dirs: &DataDirs, port: u16, plc_url: &str, secrets: &Secrets) -> Vec<(&'static str, String)> {
+fn pds_env(
+    dirs: &DataDirs,
+    port: u16,
+    plc_url: &str,
+    secrets: &Secrets,
+) -> Vec<(&'static str, String)> {
     vec![
         ("PDS_HOSTNAME", "localhost".into()),
         ("PDS_PORT", port.to_string()),

@@ -48,9 +48,16 @@ impl Service {
             cmd.env(key, value);
         }
         let child = cmd.spawn().map_err(|e| {
-            SandboxError::io(format!("starting {} ({})", name, runtime.node().display()), e)
+            SandboxError::io(
+                format!("starting {} ({})", name, runtime.node().display()),
+                e,
+            )
         })?;
-        Ok(Service { name, child, log: log.to_path_buf() })
+        Ok(Service {
+            name,
+            child,
+            log: log.to_path_buf(),
+        })
     }
 
     /// Waits until `url` answers 2xx. Fails early, with the log, if the process exits.
@@ -81,7 +88,11 @@ impl Service {
     }
 
     fn unhealthy(&self, reason: String) -> SandboxError {
-        SandboxError::Unhealthy { service: self.name, reason, log_tail: self.log_tail(40) }
+        SandboxError::Unhealthy {
+            service: self.name,
+            reason,
+            log_tail: self.log_tail(40),
+        }
     }
 
     pub(crate) fn log_path(&self) -> &Path {

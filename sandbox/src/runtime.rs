@@ -26,7 +26,9 @@ impl Runtime {
         if let Some(home) = std::env::var_os("ATELIER_HOME").filter(|h| !h.is_empty()) {
             return PathBuf::from(home);
         }
-        let user_home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"));
+        let user_home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/"));
         user_home.join(".local").join("share").join("atelier")
     }
 
@@ -38,8 +40,14 @@ impl Runtime {
             ("Node 22", node.clone()),
             ("the PDS entry script", pds_dir.join("pds.mjs")),
             ("the PLC entry script", pds_dir.join("plc.mjs")),
-            ("the @atproto/pds package", pds_dir.join("node_modules/@atproto/pds/package.json")),
-            ("the @did-plc/server package", pds_dir.join("node_modules/@did-plc/server/package.json")),
+            (
+                "the @atproto/pds package",
+                pds_dir.join("node_modules/@atproto/pds/package.json"),
+            ),
+            (
+                "the @did-plc/server package",
+                pds_dir.join("node_modules/@did-plc/server/package.json"),
+            ),
         ];
         for (what, path) in checks {
             if !path.exists() {

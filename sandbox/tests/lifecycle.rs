@@ -9,18 +9,35 @@ use serde_json::Value;
 fn a_missing_runtime_names_the_install_step() {
     let empty = tempfile::tempdir().expect("tempdir");
     let err = Runtime::at(empty.path()).expect_err("an empty directory is not a runtime");
-    assert!(matches!(err, SandboxError::RuntimeMissing { what: "Node 22", .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            SandboxError::RuntimeMissing {
+                what: "Node 22",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     let message = err.to_string();
     assert!(message.contains("./install.sh"), "{message}");
-    assert!(message.contains(&empty.path().display().to_string()), "{message}");
+    assert!(
+        message.contains(&empty.path().display().to_string()),
+        "{message}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_persistent_sandbox_keeps_identities_and_accounts_across_restarts() {
     let data = tempfile::tempdir().expect("tempdir");
-    let options = SandboxOptions { data_dir: Some(data.path().to_path_buf()), ..Default::default() };
+    let options = SandboxOptions {
+        data_dir: Some(data.path().to_path_buf()),
+        ..Default::default()
+    };
 
-    let first = Sandbox::start_with(options.clone()).await.expect("first start");
+    let first = Sandbox::start_with(options.clone())
+        .await
+        .expect("first start");
     let bob = first.create_account("bob").await.expect("account");
     let pds_url = first.pds_url().to_owned();
     first.shutdown().await;
@@ -33,10 +50,16 @@ async fn a_persistent_sandbox_keeps_identities_and_accounts_across_restarts() {
         .json()
         .await
         .expect("json");
-    assert_eq!(doc["id"], bob.did, "the PLC kept bob's DID across the restart");
+    assert_eq!(
+        doc["id"], bob.did,
+        "the PLC kept bob's DID across the restart"
+    );
 
     let session: Value = reqwest::Client::new()
-        .post(format!("{}/xrpc/com.atproto.server.createSession", second.pds_url()))
+        .post(format!(
+            "{}/xrpc/com.atproto.server.createSession",
+            second.pds_url()
+        ))
         .json(&serde_json::json!({ "identifier": bob.handle, "password": bob.password }))
         .send()
         .await
@@ -44,7 +67,10 @@ async fn a_persistent_sandbox_keeps_identities_and_accounts_across_restarts() {
         .json()
         .await
         .expect("json");
-    assert_eq!(session["did"], bob.did, "the PDS kept bob's account: {session}");
+    assert_eq!(
+        session["did"], bob.did,
+        "the PDS kept bob's account: {session}"
+    );
     assert_ne!(pds_url, "", "sanity");
     drop(second);
 }
@@ -55,5 +81,8 @@ async fn dropping_the_sandbox_stops_its_services() {
     let health = format!("{}/xrpc/_health", sandbox.pds_url());
     assert!(reqwest::get(&health).await.is_ok());
     drop(sandbox);
-    assert!(reqwest::get(&health).await.is_err(), "the PDS is gone after drop");
+    assert!(
+        reqwest::get(&health).await.is_err(),
+        "the PDS is gone after drop"
+    );
 }

@@ -34,7 +34,10 @@ async fn painting_with_thumbnail_round_trips_and_appears_on_the_firehose() {
         .await
         .expect("subscribeRepos connects");
 
-    let blob = alice.upload_blob(THUMBNAIL.to_vec(), "image/png").await.expect("upload");
+    let blob = alice
+        .upload_blob(THUMBNAIL.to_vec(), "image/png")
+        .await
+        .expect("upload");
     assert_eq!(blob.blob["mimeType"], "image/png");
     assert_eq!(blob.blob["size"], THUMBNAIL.len());
 
@@ -49,7 +52,11 @@ async fn painting_with_thumbnail_round_trips_and_appears_on_the_firehose() {
     });
     let catalog = atelier_lexicons::schema::Catalog::builtin().expect("builtin lexicons parse");
     catalog
-        .validate_record("computer.aesthetic.painting", &painting, atelier_lexicons::validate::Mode::Strict)
+        .validate_record(
+            "computer.aesthetic.painting",
+            &painting,
+            atelier_lexicons::validate::Mode::Strict,
+        )
         .expect("the painting is valid under Atelier's strict rules");
 
     let created = alice
@@ -57,22 +64,32 @@ async fn painting_with_thumbnail_round_trips_and_appears_on_the_firehose() {
         .await
         .expect("createRecord");
     let rkey = created.uri.rsplit('/').next().expect("rkey").to_owned();
-    assert_eq!(created.uri, format!("at://{}/computer.aesthetic.painting/{rkey}", alice.did));
+    assert_eq!(
+        created.uri,
+        format!("at://{}/computer.aesthetic.painting/{rkey}", alice.did)
+    );
 
     // Read back: the same record, the same CID.
-    let got = alice.get_record("computer.aesthetic.painting", &rkey).await.expect("getRecord");
+    let got = alice
+        .get_record("computer.aesthetic.painting", &rkey)
+        .await
+        .expect("getRecord");
     assert_eq!(got["cid"], created.cid);
     assert_eq!(got["value"], painting);
 
     // The blob is served back byte for byte.
-    let blob_cid = painting["thumbnail"]["ref"]["$link"].as_str().expect("blob cid");
+    let blob_cid = painting["thumbnail"]["ref"]["$link"]
+        .as_str()
+        .expect("blob cid");
     assert_eq!(alice.get_blob(blob_cid).await.expect("getBlob"), THUMBNAIL);
 
     // The firehose carries a #commit with a create op for the record, and the record block.
     let path = format!("computer.aesthetic.painting/{rkey}");
     let commit = tokio::time::timeout(Duration::from_secs(10), async {
         while let Some(msg) = firehose.next().await {
-            let Message::Binary(bytes) = msg.expect("websocket frame") else { continue };
+            let Message::Binary(bytes) = msg.expect("websocket frame") else {
+                continue;
+            };
             let (header, body) = split_frame(&bytes);
             if header.get("t") != Some(&json!("#commit")) {
                 continue;
@@ -96,8 +113,12 @@ async fn painting_with_thumbnail_round_trips_and_appears_on_the_firehose() {
     assert_eq!(op["cid"]["$link"], created.cid);
 
     // The record's block is in the commit's CAR slice and decodes to what we wrote.
-    let car = commit["blocks"]["$bytes"].as_str().expect("blocks are bytes");
-    let car = data_encoding::BASE64_NOPAD.decode(car.trim_end_matches('=').as_bytes()).expect("base64");
+    let car = commit["blocks"]["$bytes"]
+        .as_str()
+        .expect("blocks are bytes");
+    let car = data_encoding::BASE64_NOPAD
+        .decode(car.trim_end_matches('=').as_bytes())
+        .expect("base64");
     let block = car_block(&car, &created.cid).expect("the record's block is in the CAR slice");
     let record: Ipld = serde_ipld_dagcbor::from_slice(&block).expect("record block is DAG-CBOR");
     assert_eq!(ipld_to_json(&record), painting);
@@ -110,7 +131,11 @@ fn split_frame(bytes: &[u8]) -> (Value, Value) {
     let mut reader = Cursor::new(bytes);
     let header: Ipld = serde_ipld_dagcbor::from_reader_once(&mut reader).expect("frame header");
     let body: Ipld = serde_ipld_dagcbor::from_reader_once(&mut reader).expect("frame body");
-    assert_eq!(reader.position() as usize, bytes.len(), "nothing after the body");
+    assert_eq!(
+        reader.position() as usize,
+        bytes.len(),
+        "nothing after the body"
+    );
     (ipld_to_json(&header), ipld_to_json(&body))
 }
 

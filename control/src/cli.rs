@@ -1,0 +1,91 @@
+//! The command line: argument definitions and dispatch.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+/// Atelier: a self-hosted AT Protocol distribution for Aesthetic Computer.
+///
+/// One binary that provisions and supervises a PDS, the AC AppView and an AC-namespace
+/// relay. Start with `atelier up`, which runs the sandbox network on loopback.
+#[derive(Debug, Parser)]
+#[command(name = "atelier", version, propagate_version = true)]
+pub struct Cli {
+    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides it.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the version of atelier and of the PDS/PLC/Node it provisions.
+    Version,
+    /// Start the sandbox network (local PLC + reference PDS) in the foreground, keeping its
+    /// data under ATELIER_HOME/sandbox. Press Ctrl-C to stop.
+    ///
+    /// This is the first, small `up`: the AppView, relay and admin console join it, driven
+    /// by atelier.yaml, as they land.
+    Up {
+        /// Where the sandbox keeps its data (default: ATELIER_HOME/sandbox).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Developer tools.
+    Dev {
+        #[command(subcommand)]
+        command: DevCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DevCommand {
+    /// Start a throwaway PLC + PDS on loopback in the foreground and print their URLs.
+    Pds(crate::dev::PdsArgs),
+}
+
+/// Sets up logging to stderr. `RUST_LOG` wins over `-v`.
+pub fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Version => {
+            print!("{}", crate::version::report());
+            Ok(())
+        }
+        Command::Up { data_dir } => {
+            let data_dir =
+                data_dir.unwrap_or_else(|| atelier_sandbox::Runtime::home().join("sandbox"));
+            runtime()?.block_on(crate::dev::run_pds(crate::dev::PdsArgs {
+                data_dir: Some(data_dir),
+                plc_port: None,
+                pds_port: None,
+            }))
+        }
+        Command::Dev {
+            command: DevCommand::Pds(args),
+        } => runtime()?.block_on(crate::dev::run_pds(args)),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}

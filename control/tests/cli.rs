@@ -1,0 +1,127 @@
+//! The real `atelier` binary: help, version, bad input, and `dev pds` running a sandbox
+//! network in the foreground until it is interrupted.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+const ATELIER: &str = env!("CARGO_BIN_EXE_atelier");
+
+fn atelier(args: &[&str]) -> std::process::Output {
+    Command::new(ATELIER)
+        .args(args)
+        .output()
+        .expect("atelier runs")
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let out = atelier(&["--help"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for command in ["version", "up", "dev"] {
+        assert!(
+            text.contains(command),
+            "--help mentions `{command}`:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn version_names_the_pinned_runtime() {
+    let out = atelier(&["version"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with(&format!("atelier {}", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+    assert!(text.contains("@atproto/pds 0.5."), "{text}");
+    assert!(text.contains("Node.js:       22."), "{text}");
+}
+
+#[test]
+fn unknown_commands_and_bad_ports_are_usage_errors() {
+    for args in [
+        &["frobnicate"][..],
+        &["dev", "pds", "--pds-port", "seventy"][..],
+        &["dev", "pds", "--pds-port", "70000"][..],
+    ] {
+        let out = atelier(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?} is a usage error");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("error:"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn dev_pds_serves_a_sandbox_until_interrupted() {
+    let mut child = Command::new(ATELIER)
+        .args(["dev", "pds"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("atelier dev pds starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let (mut plc, mut pds) = (None, None);
+    while plc.is_none() || pds.is_none() {
+        assert!(Instant::now() < deadline, "URLs printed within 90 s");
+        let Some(Ok(line)) = lines.next() else {
+            let status = child.wait().expect("wait");
+            panic!("atelier dev pds exited early with {status}");
+        };
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some("PLC"), Some(url)) => plc = Some(url.to_owned()),
+            (Some("PDS"), Some(url)) => pds = Some(url.to_owned()),
+            _ => {}
+        }
+    }
+    let (plc, pds) = (plc.unwrap_or_default(), pds.unwrap_or_default());
+
+    let get = |url: String| {
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("rt");
+            rt.block_on(async { reqwest::get(url).await.map(|r| r.status().as_u16()) })
+        })
+        .join()
+        .expect("request thread")
+    };
+    assert_eq!(get(format!("{plc}/_health")).expect("plc answers"), 200);
+    assert_eq!(
+        get(format!("{pds}/xrpc/_health")).expect("pds answers"),
+        200
+    );
+
+    let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid fits"));
+    kill(pid, Signal::SIGINT).expect("SIGINT");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "atelier stops within 20 s of Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "clean exit on Ctrl-C: {status}");
+    assert!(
+        get(format!("{pds}/xrpc/_health")).is_err(),
+        "the PDS stopped with atelier"
+    );
+    assert!(
+        get(format!("{plc}/_health")).is_err(),
+        "the PLC stopped with atelier"
+    );
+}
