@@ -129,8 +129,8 @@ async fn painting_with_thumbnail_round_trips_and_appears_on_the_firehose() {
 /// Splits a firehose message into its header and body, both as ATProto JSON.
 fn split_frame(bytes: &[u8]) -> (Value, Value) {
     let mut reader = Cursor::new(bytes);
-    let header: Ipld = serde_ipld_dagcbor::from_reader_once(&mut reader).expect("frame header");
-    let body: Ipld = serde_ipld_dagcbor::from_reader_once(&mut reader).expect("frame body");
+    let header: Ipld = serde_ipld_dagcbor::de::from_reader_once(&mut reader).expect("frame header");
+    let body: Ipld = serde_ipld_dagcbor::de::from_reader_once(&mut reader).expect("frame body");
     assert_eq!(
         reader.position() as usize,
         bytes.len(),
