@@ -101,7 +101,8 @@ pub struct SandboxOptions {
     /// Where the PLC log, PDS database and blobs live. `None`: a temporary directory that is
     /// deleted when the sandbox is dropped.
     pub data_dir: Option<PathBuf>,
-    /// Fixed ports (`None`: a free loopback port is picked).
+    /// Fixed ports (`None`: the ports this data directory used last time, else a free
+    /// loopback port). The choice is remembered in `ports.json` in the data directory.
     pub plc_port: Option<u16>,
     /// See `plc_port`.
     pub pds_port: Option<u16>,
@@ -161,7 +162,10 @@ impl Sandbox {
                 source: e,
             })?;
 
-        let plc_port = match options.plc_port {
+        // A persistent sandbox keeps its ports: DID documents on the PLC name the PDS by its
+        // URL, so a PDS that came back on another port would be unreachable through them.
+        let remembered = Ports::load(&dirs.root);
+        let plc_port = match options.plc_port.or(remembered.map(|p| p.plc)) {
             Some(port) => port,
             None => free_port()?,
         };
@@ -179,10 +183,15 @@ impl Sandbox {
         plc.wait_healthy(&http, &format!("{plc_url}/_health"), HEALTH_TIMEOUT)
             .await?;
 
-        let pds_port = match options.pds_port {
+        let pds_port = match options.pds_port.or(remembered.map(|p| p.pds)) {
             Some(port) => port,
             None => free_port()?,
         };
+        Ports {
+            plc: plc_port,
+            pds: pds_port,
+        }
+        .save(&dirs.root)?;
         let pds_url = format!("http://localhost:{pds_port}");
         let mut pds = Service::spawn(
             "pds",
@@ -284,6 +293,7 @@ impl Drop for Sandbox {
 
 /// The directory layout under a sandbox data directory.
 struct DataDirs {
+    root: PathBuf,
     plc: PathBuf,
     pds: PathBuf,
     blobs: PathBuf,
@@ -294,6 +304,7 @@ struct DataDirs {
 impl DataDirs {
     fn create(root: &Path) -> Result<DataDirs, SandboxError> {
         let dirs = DataDirs {
+            root: root.to_path_buf(),
             plc: root.join("plc"),
             pds: root.join("pds"),
             blobs: root.join("pds").join("blobs"),
@@ -305,6 +316,29 @@ impl DataDirs {
                 .map_err(|e| SandboxError::io(format!("creating {}", dir.display()), e))?;
         }
         Ok(dirs)
+    }
+}
+
+/// The ports a sandbox used, kept in `ports.json` so a restart reuses them.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+struct Ports {
+    plc: u16,
+    pds: u16,
+}
+
+impl Ports {
+    const FILE: &'static str = "ports.json";
+
+    fn load(root: &Path) -> Option<Ports> {
+        let text = std::fs::read_to_string(root.join(Ports::FILE)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    fn save(self, root: &Path) -> Result<(), SandboxError> {
+        let path = root.join(Ports::FILE);
+        let text = serde_json::json!({ "plc": self.plc, "pds": self.pds }).to_string();
+        std::fs::write(&path, text)
+            .map_err(|e| SandboxError::io(format!("writing {}", path.display()), e))
     }
 }
 
