@@ -38,6 +38,11 @@ enum Command {
         #[command(subcommand)]
         command: DevCommand,
     },
+    /// The sync layer's tools: replay and record firehose frames.
+    Relay {
+        #[command(subcommand)]
+        command: crate::relay_cmd::RelayCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,6 +85,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dev {
             command: DevCommand::Pds(args),
         } => runtime()?.block_on(crate::dev::run_pds(args)),
+        Command::Relay { command } => runtime()?.block_on(crate::relay_cmd::run(command)),
     }
 }
 

@@ -7,4 +7,5 @@
 
 pub mod cli;
 pub mod dev;
+pub mod relay_cmd;
 pub mod version;

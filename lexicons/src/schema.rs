@@ -1160,10 +1160,10 @@ impl<'a> Obj<'a> {
     }
 
     fn check_min_max(&self, min: &str, max: &str) -> Result<(), SchemaError> {
-        if let (Some(lo), Some(hi)) = (self.opt_i64(min)?, self.opt_i64(max)?) {
-            if lo > hi {
-                return Err(self.constraint(format!("{min} ({lo}) is greater than {max} ({hi})")));
-            }
+        if let (Some(lo), Some(hi)) = (self.opt_i64(min)?, self.opt_i64(max)?)
+            && lo > hi
+        {
+            return Err(self.constraint(format!("{min} ({lo}) is greater than {max} ({hi})")));
         }
         Ok(())
     }
@@ -1223,14 +1223,14 @@ fn parse_type(
             ty,
         });
     };
-    if let Position::NamedDef(def) = position {
-        if PRIMARY_TYPES.contains(&ty_name) {
-            return Err(SchemaError::PrimaryNotMain {
-                nsid: nsid.to_owned(),
-                def: def.to_owned(),
-                ty: ty_name,
-            });
-        }
+    if let Position::NamedDef(def) = position
+        && PRIMARY_TYPES.contains(&ty_name)
+    {
+        return Err(SchemaError::PrimaryNotMain {
+            nsid: nsid.to_owned(),
+            def: def.to_owned(),
+            ty: ty_name,
+        });
     }
     if !position.allows(ty_name) {
         return Err(SchemaError::TypeNotAllowed {
@@ -1665,13 +1665,13 @@ fn parse_permission(o: &Obj<'_>) -> Result<LexPermission, SchemaError> {
     };
     let nsid_or_star = |list: &[String], field: &str| -> Result<(), SchemaError> {
         for entry in list {
-            if entry != "*" {
-                if let Err(e) = syntax::validate(Format::Nsid, entry) {
-                    return Err(o.constraint(format!(
-                        "`{field}` entry {entry:?} is not an NSID or `*`: {}",
-                        e.reason
-                    )));
-                }
+            if entry != "*"
+                && let Err(e) = syntax::validate(Format::Nsid, entry)
+            {
+                return Err(o.constraint(format!(
+                    "`{field}` entry {entry:?} is not an NSID or `*`: {}",
+                    e.reason
+                )));
             }
         }
         Ok(())
@@ -1776,12 +1776,12 @@ fn check_ref_syntax(o: &Obj<'_>, path: &str, reference: &str) -> Result<(), Sche
         Some((nsid, name)) => (nsid, Some(name)),
         None => (reference, None),
     };
-    if let Some(name) = name {
-        if name.is_empty() || name.contains('#') || name.contains('.') {
-            return Err(fail(
-                "the definition name after `#` is empty or invalid".to_owned(),
-            ));
-        }
+    if let Some(name) = name
+        && (name.is_empty() || name.contains('#') || name.contains('.'))
+    {
+        return Err(fail(
+            "the definition name after `#` is empty or invalid".to_owned(),
+        ));
     }
     if nsid.is_empty() {
         if name.is_none() {

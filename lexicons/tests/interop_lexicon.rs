@@ -114,13 +114,13 @@ fn lexicon_invalid_vectors_are_rejected_precisely() {
                 let message = e.to_string();
                 println!("  {}: {message}", name_of(case));
                 // When the document has a string id, the error must name it.
-                if let Some(id) = lexicon.get("id").and_then(Value::as_str) {
-                    if !message.contains(id) {
-                        failures.push(format!(
-                            "{}: error does not name the NSID {id}: {message}",
-                            name_of(case)
-                        ));
-                    }
+                if let Some(id) = lexicon.get("id").and_then(Value::as_str)
+                    && !message.contains(id)
+                {
+                    failures.push(format!(
+                        "{}: error does not name the NSID {id}: {message}",
+                        name_of(case)
+                    ));
                 }
             }
         }
@@ -180,10 +180,10 @@ fn record_data_valid_vectors_pass() {
         if let Err(e) = catalog.validate_record(nsid, &case["data"], Mode::Standard) {
             failures.push(format!("{}: rejected: {e}", name_of(case)));
         }
-        if let Some(rkey) = case.get("rkey").and_then(Value::as_str) {
-            if let Err(e) = catalog.validate_record_key(nsid, rkey) {
-                failures.push(format!("{}: record key rejected: {e}", name_of(case)));
-            }
+        if let Some(rkey) = case.get("rkey").and_then(Value::as_str)
+            && let Err(e) = catalog.validate_record_key(nsid, rkey)
+        {
+            failures.push(format!("{}: record key rejected: {e}", name_of(case)));
         }
     }
     finish("record-data-valid", cases.len(), failures);

@@ -39,7 +39,7 @@ async fn a_persistent_sandbox_keeps_identities_and_accounts_across_restarts() {
         .await
         .expect("first start");
     let bob = first.create_account("bob").await.expect("account");
-    let pds_url = first.pds_url().to_owned();
+    let _pds_url = first.pds_url().to_owned();
     first.shutdown().await;
 
     // Same data directory, fresh ports: the PLC replays its log, the PDS reopens its database.

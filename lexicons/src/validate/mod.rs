@@ -927,13 +927,13 @@ impl<'a, 'v> Validator<'a, 'v> {
                 got: x.to_string(),
             }));
         }
-        if let Some(allowed) = schema.enum_values.as_deref() {
-            if !allowed.contains(&x) {
-                return Err(self.fail(Rule::NotInEnum {
-                    got: x.to_string(),
-                    allowed: allowed.iter().map(i64::to_string).collect(),
-                }));
-            }
+        if let Some(allowed) = schema.enum_values.as_deref()
+            && !allowed.contains(&x)
+        {
+            return Err(self.fail(Rule::NotInEnum {
+                got: x.to_string(),
+                allowed: allowed.iter().map(i64::to_string).collect(),
+            }));
         }
         if let Some(min) = schema.minimum.filter(|min| x < *min) {
             return Err(self.fail(Rule::BelowMinimum { min, got: x }));
@@ -954,16 +954,16 @@ impl<'a, 'v> Validator<'a, 'v> {
                 got: short_json(value),
             }));
         }
-        if let Some(allowed) = schema.enum_values.as_deref() {
-            if !allowed.iter().any(|a| a == s) {
-                return Err(self.fail(Rule::NotInEnum {
-                    got: short_json(value),
-                    allowed: allowed
-                        .iter()
-                        .map(|a| Value::String(a.clone()).to_string())
-                        .collect(),
-                }));
-            }
+        if let Some(allowed) = schema.enum_values.as_deref()
+            && !allowed.iter().any(|a| a == s)
+        {
+            return Err(self.fail(Rule::NotInEnum {
+                got: short_json(value),
+                allowed: allowed
+                    .iter()
+                    .map(|a| Value::String(a.clone()).to_string())
+                    .collect(),
+            }));
         }
         let len = s.len() as u64;
         if let Some(max) = schema.max_length.filter(|max| len > *max) {
@@ -1069,13 +1069,13 @@ impl<'a, 'v> Validator<'a, 'v> {
         let Some(size) = map.get("size").and_then(Value::as_u64) else {
             return Err(invalid("`size` must be a non-negative integer"));
         };
-        if let Some(accept) = schema.accept.as_deref() {
-            if !accept.iter().any(|pattern| mime_matches(pattern, mime)) {
-                return Err(self.fail(Rule::BlobMimeType {
-                    got: mime.to_owned(),
-                    accept: accept.to_vec(),
-                }));
-            }
+        if let Some(accept) = schema.accept.as_deref()
+            && !accept.iter().any(|pattern| mime_matches(pattern, mime))
+        {
+            return Err(self.fail(Rule::BlobMimeType {
+                got: mime.to_owned(),
+                accept: accept.to_vec(),
+            }));
         }
         if let Some(max) = schema.max_size.filter(|max| size > *max) {
             return Err(self.fail(Rule::BlobTooLarge { max, got: size }));
