@@ -11,6 +11,8 @@
 //! - [`identity`] and [`ssrf`]: DID and handle resolution through one guarded HTTP client.
 //! - [`client`]: the reconnecting firehose client; [`replay`]: recorded frames served as a
 //!   real `subscribeRepos` WebSocket.
+//! - [`stream`]: all of the above joined: a stream of verified events (commits with their
+//!   records, identity and account changes, resyncs, rejections with reasons).
 
 pub mod car;
 pub mod cbor;
@@ -21,4 +23,5 @@ pub mod keys;
 pub mod mst;
 pub mod replay;
 pub mod ssrf;
+pub mod stream;
 pub mod verify;
