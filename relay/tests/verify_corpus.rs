@@ -595,7 +595,16 @@ fn sync_events_reset_state() {
         Ok(SyncOutcome::Started)
     );
     assert_eq!(verifier.state(s.commit.repo).unwrap().data, data);
-    // The same rev again is stale.
+    // The same commit again (what the reference PDS sends after creating an account) is
+    // a no-op, not a stale rev.
+    assert_eq!(
+        verifier.verify_sync(&sync, &s.key),
+        Ok(SyncOutcome::Unchanged)
+    );
+    // An older rev is stale.
+    let mut ahead = *verifier.state(s.commit.repo).unwrap();
+    ahead.rev += 1;
+    verifier.set_state(s.commit.repo, ahead);
     assert_eq!(
         verifier.verify_sync(&sync, &s.key).unwrap_err().reason(),
         "stale_rev"

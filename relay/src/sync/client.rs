@@ -55,6 +55,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::{Instrument, debug, info, info_span, warn};
 use url::Url;
 
+use super::cbor;
 use super::frame::{self, Frame, FrameError};
 
 /// The largest frame the protocol allows (5 MB, as [`frame::Limits`] counts it), the default
@@ -405,7 +406,27 @@ pub(crate) enum FrameKind {
 /// This is the one place that decodes frames for them: a full, strict [`frame::decode`],
 /// so a frame that is not valid DAG-CBOR or breaks the protocol's limits is rejected here.
 pub(crate) fn inspect(bytes: &[u8]) -> Result<FrameFacts, FrameError> {
-    let decoded = frame::decode(bytes)?;
+    let decoded = match frame::decode(bytes) {
+        Ok(decoded) => decoded,
+        Err(error) => {
+            // Well-formed DAG-CBOR that breaks a message rule (201 ops, an unknown action, a
+            // missing field) is passed on with its seq: the consumer's decoder reports it and
+            // the cursor moves past it. Dropping the connection instead would fetch the same
+            // frame again from the same cursor, forever. Only bytes that are not a frame at
+            // all end the connection.
+            return match salvage_seq(bytes) {
+                Some(seq) => {
+                    warn!(seq, %error, "frame breaks a message rule; passing it on to be rejected");
+                    Ok(FrameFacts {
+                        kind: FrameKind::Event,
+                        seq: Some(seq),
+                        time_ms: None,
+                    })
+                }
+                None => Err(error),
+            };
+        }
+    };
     let seq = decoded.seq();
     let time = match &decoded {
         Frame::Commit(c) => Some(c.time),
@@ -431,6 +452,26 @@ pub(crate) fn inspect(bytes: &[u8]) -> Result<FrameFacts, FrameError> {
             .map(|d| d.timestamp_micros() / 1000)
     });
     Ok(FrameFacts { kind, seq, time_ms })
+}
+
+/// The `seq` of a message frame whose header and body are strict DAG-CBOR, if it has one.
+pub(crate) fn salvage_seq(bytes: &[u8]) -> Option<i64> {
+    let (header, at) = frame::decode_header(bytes).ok()?;
+    if header.op != 1 {
+        return None;
+    }
+    let body = bytes.get(at..)?;
+    cbor::validate_dag_cbor(body).ok()?;
+    let mut r = cbor::Reader::new(body);
+    let len = r.map_len().ok()?;
+    for _ in 0..len {
+        let key = r.text().ok()?;
+        if key == "seq" {
+            return r.int().ok().filter(|seq| *seq >= 0);
+        }
+        r.skip().ok()?;
+    }
+    None
 }
 
 /// Sets (or removes) the `cursor` query parameter, keeping any others.

@@ -422,10 +422,12 @@ impl<'a, B: BlockSource<'a>> Loader<B> {
 
     /// Loads and checks the node `cid`.
     fn load(&mut self, cid: DagCid, height: Height) -> Result<Node<'a>, MstError> {
+        // Look the block up first: a missing block leaves nothing marked as seen, so a later
+        // attempt reports the block as missing again rather than as a duplicate.
+        let bytes = self.blocks.block(&cid).ok_or(MstError::MissingBlock(cid))?;
         if !self.seen.insert(cid) {
             return Err(MstError::DuplicateNode(cid));
         }
-        let bytes = self.blocks.block(&cid).ok_or(MstError::MissingBlock(cid))?;
         let mut node = decode_node(bytes, cid, height)?;
         node.cid = Some(cid);
         Ok(node)
@@ -961,25 +963,38 @@ impl<'a, B: BlockSource<'a>> Tree<'a, B> {
         let node = loader.ensure(root, self.height)?;
         let old = delete(node, key, depth, loader)?;
         if old.is_some() {
-            self.trim();
+            self.trim()?;
         }
         Ok(old)
     }
 
-    /// Drops root levels that only point down. A stub root stops the trimming, as in the
-    /// reference implementation (its keys are not known without its block).
-    fn trim(&mut self) {
+    /// Drops root levels that only point down. When the new root is a stub whose block is
+    /// at hand, it is loaded and trimming goes on (a create that added a level above the
+    /// old root leaves a new, present node with only a left link: undoing it must reach the
+    /// old root). A stub whose block is missing stops the trimming: its keys are unknown,
+    /// and the result is then compared with `prevData` as it is.
+    fn trim(&mut self) -> Result<(), MstError> {
         loop {
+            if let Child::Stub(cid) = self.root {
+                if self.height == 0 {
+                    return Ok(());
+                }
+                match self.loader.load(cid, Height::At(self.height)) {
+                    Ok(node) => self.root = Child::Node(Box::new(node)),
+                    Err(MstError::MissingBlock(_)) => return Ok(()),
+                    Err(e) => return Err(e),
+                }
+            }
             let Child::Node(node) = &mut self.root else {
-                return;
+                return Ok(());
             };
             if node.items.is_empty() {
                 self.height = 0;
                 node.height = 0;
-                return;
+                return Ok(());
             }
             if node.items.len() != 1 || self.height == 0 {
-                return;
+                return Ok(());
             }
             match node.items.pop() {
                 Some(Item::Child(child)) => {
@@ -988,9 +1003,9 @@ impl<'a, B: BlockSource<'a>> Tree<'a, B> {
                 }
                 Some(leaf) => {
                     node.items.push(leaf);
-                    return;
+                    return Ok(());
                 }
-                None => return,
+                None => return Ok(()),
             }
         }
     }

@@ -29,6 +29,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -39,10 +40,16 @@ use super::frame::{self, Action, Frame};
 use super::identity::{IdentityError, KeyRefresh, Resolver};
 use super::keys::PublicKey;
 use super::ssrf::GuardedClient;
-use super::verify::{SyncOutcome, SyncStatus, Verifier, VerifyError, VerifyMode};
+use super::verify::{AccountState, SyncOutcome, SyncStatus, Verifier, VerifyError, VerifyMode};
 
 /// The largest repository export a resync will fetch.
 pub const MAX_REPO_BYTES: usize = 512 * 1024 * 1024;
+
+/// The least time between two resync attempts of one account.
+pub const RESYNC_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How many accounts' resync times are remembered before old entries are pruned.
+const MAX_TRACKED_RESYNCS: usize = 10_000;
 
 /// How a [`SyncStream`] connects and verifies.
 #[derive(Debug, Clone)]
@@ -56,6 +63,10 @@ pub struct SyncConfig {
     /// Fetches `getRepo` for resyncs (a client whose time and size limits suit whole
     /// repositories). `None` disables resync: desynchronized accounts are reported only.
     pub repo_http: Option<GuardedClient>,
+    /// Per-account verification state to start from (what the consumer saved from
+    /// [`CommitEvent::state`] before a restart), so chains keep being checked across
+    /// restarts. Accounts not listed start fresh at their next commit.
+    pub accounts: HashMap<String, AccountState>,
     /// Capacity of the event channel to the consumer. Small: events carry frame bytes, and a
     /// slow consumer should slow the upstream down (the client stops reading) rather than
     /// let memory grow.
@@ -70,6 +81,7 @@ impl SyncConfig {
             mode: VerifyMode::Full,
             resolver,
             repo_http,
+            accounts: HashMap::new(),
             channel_capacity: 64,
         }
     }
@@ -114,6 +126,9 @@ pub struct CommitEvent {
     pub status: SyncStatus,
     /// Whether the signature and inversion were checked.
     pub fully_verified: bool,
+    /// The verifier's state for the account after this commit: persist it with the rows
+    /// the commit produced and hand it back in [`SyncConfig::accounts`] after a restart.
+    pub state: Option<AccountState>,
     /// The frame exactly as received, for re-serving (signatures stay verifiable).
     pub frame: Bytes,
 }
@@ -269,13 +284,18 @@ impl SyncStream {
         let client = FirehoseClient::new(config.client.clone())?.run(shutdown);
         let (tx, events) = mpsc::channel(config.channel_capacity.max(1));
         let stats = Arc::new(SyncStats::default());
+        let mut verifier = Verifier::new(config.mode);
+        for (did, state) in config.accounts {
+            verifier.set_state(did, state);
+        }
         let worker = Worker {
-            verifier: Verifier::new(config.mode),
+            verifier,
             keys: HashMap::new(),
             resolver: config.resolver,
             repo_http: config.repo_http,
             stats: stats.clone(),
             tx,
+            resync_attempts: HashMap::new(),
         };
         tokio::spawn(worker.run(client));
         Ok(SyncStream { events, stats })
@@ -301,6 +321,8 @@ struct Worker {
     repo_http: Option<GuardedClient>,
     stats: Arc<SyncStats>,
     tx: mpsc::Sender<SyncEvent>,
+    /// When each account's last resync started (see [`RESYNC_INTERVAL`]).
+    resync_attempts: HashMap<String, Instant>,
 }
 
 /// The consumer went away.
@@ -346,7 +368,11 @@ impl Worker {
         self.stats.frames.fetch_add(1, Ordering::Relaxed);
         let decoded = match frame::decode(&bytes) {
             Ok(frame) => frame,
-            Err(e) => return self.reject(None, None, "bad_frame", e.to_string()).await,
+            Err(e) => {
+                // Well-formed frames that break a message rule still carry their seq.
+                let seq = super::client::salvage_seq(&bytes);
+                return self.reject(seq, None, "bad_frame", e.to_string()).await;
+            }
         };
         match decoded {
             Frame::Commit(commit) => {
@@ -392,6 +418,7 @@ impl Worker {
                                 .collect(),
                             status,
                             fully_verified: verified.fully_verified,
+                            state: self.verifier.state(did).copied(),
                             frame: bytes.clone(),
                         };
                         self.stats.commits.fetch_add(1, Ordering::Relaxed);
@@ -443,6 +470,10 @@ impl Worker {
             }
             Frame::Identity(identity) => {
                 self.resolver.invalidate(identity.did);
+                if let Some(handle) = identity.handle {
+                    // A cached "not found" for the new handle must not outlive the news.
+                    self.resolver.invalidate_handle(handle);
+                }
                 self.keys.remove(identity.did);
                 self.send(SyncEvent::Identity {
                     seq: identity.seq,
@@ -545,6 +576,24 @@ impl Worker {
         let Some(http) = self.repo_http.clone() else {
             return Ok(());
         };
+        // A resync runs inline (it keeps the account's events in order), so an account whose
+        // PDS is slow or hostile could stall the stream on each of its commits: attempts per
+        // account are spaced by RESYNC_INTERVAL.
+        let now = Instant::now();
+        if let Some(last) = self.resync_attempts.get(did)
+            && now.duration_since(*last) < RESYNC_INTERVAL
+        {
+            debug!(
+                did,
+                "resync attempted recently; account stays desynchronized"
+            );
+            return Ok(());
+        }
+        if self.resync_attempts.len() >= MAX_TRACKED_RESYNCS {
+            self.resync_attempts
+                .retain(|_, last| now.duration_since(*last) < RESYNC_INTERVAL);
+        }
+        self.resync_attempts.insert(did.to_owned(), now);
         self.verifier.set_status(did, SyncStatus::InProgress);
         match self.fetch_repo(&http, did).await {
             Ok(event) => {
@@ -574,7 +623,15 @@ impl Worker {
             .ok_or_else(|| format!("{did} has no #atproto_pds service"))?
             .trim_end_matches('/')
             .to_owned();
-        let key = self.keys.get(did).cloned().ok_or("no signing key")?;
+        // The key may have been dropped by an `#identity` since the last commit.
+        let key = match self.keys.get(did) {
+            Some(key) => key.clone(),
+            None => {
+                let key = self.resolve_key(did).await.map_err(|(_, error)| error)?;
+                self.keys.insert(did.to_owned(), key.clone());
+                key
+            }
+        };
         let url = format!("{pds}/xrpc/com.atproto.sync.getRepo?did={did}");
         let car = Bytes::from(
             http.get_bytes(&url, MAX_REPO_BYTES)

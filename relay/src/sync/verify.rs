@@ -647,7 +647,18 @@ impl Verifier {
                 max: MAX_SYNC_BLOCKS_BYTES,
             });
         }
-        let rev = self.check_rev(sync.did, sync.rev, now_micros)?;
+        // A `#sync` repeating the commit we already hold (the reference PDS sends one right
+        // after every account creation, and on reactivation) is a no-op, not a stale rev.
+        let repeats_stored = parse_tid(sync.rev).is_some_and(|rev| {
+            self.accounts
+                .get(sync.did)
+                .is_some_and(|state| state.rev == rev)
+        });
+        let rev = if repeats_stored {
+            parse_tid(sync.rev).ok_or_else(|| VerifyError::BadRev(sync.rev.to_owned()))?
+        } else {
+            self.check_rev(sync.did, sync.rev, now_micros)?
+        };
         let car = Car::parse(sync.blocks)?;
         let commit_cid = car.root().ok_or(VerifyError::CommitNotRoot)?;
         let block = self.check_commit_block(&car, commit_cid, sync.did, sync.rev, key)?;
