@@ -13,7 +13,8 @@
 //!   account desynchronized.
 //! - `#identity`: the cached DID document and key are dropped, so the next commit resolves
 //!   them again (a key rotation is picked up here, or by the refresh-once path).
-//! - `#account`: passed on; a deleted account's verifier state is forgotten.
+//! - `#account`: passed on. An inactive account's cached key is dropped; its verifier state
+//!   (the rev floor) is kept, because `#account` is not signed.
 //!
 //! **Resync.** When an account becomes desynchronized (a gap in its chain, or a `#sync` with
 //! another root), and resync is enabled, the task fetches the account's repository from its
@@ -484,8 +485,9 @@ impl Worker {
                 .await
             }
             Frame::Account(account) => {
-                if !account.active && account.status == Some("deleted") {
-                    self.verifier.forget(account.did);
+                // The verifier keeps a deleted account's state: `#account` is not signed, and
+                // forgetting the rev floor would let a replayed older commit through.
+                if !account.active {
                     self.keys.remove(account.did);
                 }
                 self.send(SyncEvent::Account {
