@@ -932,3 +932,37 @@ async fn a_frame_breaking_a_message_rule_is_rejected_without_reconnecting() {
     assert_eq!(run.delivered_after(seq), corpus.after(at));
     run.assert_in_order(&corpus);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_op_path_that_is_not_collection_and_rkey_is_invalid_op() {
+    let corpus = Corpus::load();
+    let at = corpus.spread_targets()[2];
+    // Op paths are not covered by the signature (the MST is): put a character no record key
+    // may hold into the rkey of the frame's op path.
+    let bytes = &corpus.frames[at];
+    let Frame::Commit(commit) = frame::decode(bytes).expect("decodes") else {
+        panic!("frame {at} is a commit")
+    };
+    let path = commit.ops[0].path;
+    let offset = offset_in(bytes, path.as_bytes()) + path.len() - 1;
+    let seq = commit.seq;
+    let mut altered = bytes.to_vec();
+    altered[offset] = b'!';
+    let faults = vec![
+        Fault {
+            at,
+            kind: FaultKind::Inject(Bytes::from(altered)),
+        },
+        Fault {
+            at,
+            kind: FaultKind::Drop,
+        },
+    ];
+    let run = run(&corpus, faults, |_| {}).await;
+
+    let (rejected_seq, _, error) = the_one_rejection(&run, "invalid_op");
+    assert_eq!(rejected_seq, seq);
+    assert!(error.contains("collection/rkey"), "{error}");
+    assert_eq!(run.delivered_after(seq), corpus.after(at));
+    run.assert_in_order(&corpus);
+}

@@ -32,7 +32,9 @@ use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::car::{Car, CarError};
-use super::cbor::{CborError, CidRef, MapKeys, Reader};
+use atelier_lexicons::syntax::{self, Format};
+
+use super::cbor::{self, CborError, CidRef, MapKeys, Reader};
 use super::frame::{Action, Commit, Sync};
 use super::keys::{KeyError, PublicKey};
 use super::mst::{self, Change, DagCid, MstError};
@@ -532,11 +534,28 @@ impl Verifier {
                 }
                 (Action::Delete, Some(_), Some(_)) => return Err(invalid("delete has a cid")),
             };
+            // A repository path is `collection/rkey`: an NSID and a record key. Anything
+            // else would make the record's AT-URI ambiguous downstream.
+            let path_ok = op.path.split_once('/').is_some_and(|(collection, rkey)| {
+                syntax::validate(Format::Nsid, collection).is_ok()
+                    && syntax::validate(Format::RecordKey, rkey).is_ok()
+            });
+            if !path_ok {
+                return Err(invalid("path is not collection/rkey"));
+            }
             let record = match op.cid {
-                Some(cid) => Some(
-                    car.get(&cid)
-                        .ok_or_else(|| VerifyError::MissingRecord(op.path.to_owned()))?,
-                ),
+                Some(cid) => {
+                    if cid.codec() != cbor::DAG_CBOR {
+                        return Err(invalid("record cid is not dag-cbor"));
+                    }
+                    let bytes = car
+                        .get(&cid)
+                        .ok_or_else(|| VerifyError::MissingRecord(op.path.to_owned()))?;
+                    // Consumers are handed these bytes as DAG-CBOR: hold them to it.
+                    cbor::validate_dag_cbor(bytes)
+                        .map_err(|_| invalid("record is not strict DAG-CBOR"))?;
+                    Some(bytes)
+                }
                 None => None,
             };
             changes.push(mst::Op {
