@@ -159,9 +159,15 @@ note "PDS $(cd "$home/pds" && "$node" -p "require('@atproto/pds/package.json').v
 if [ "$build" -eq 1 ]; then
   step "Building atelier (release)"
   (cd "$repo" && cargo build --release --locked -p atelier-control)
+  # Cargo puts the binary under CARGO_TARGET_DIR when that is set (relative to the repo).
+  case "${CARGO_TARGET_DIR:-}" in
+    '') built="$repo/target/release/atelier" ;;
+    /*) built="$CARGO_TARGET_DIR/release/atelier" ;;
+    *) built="$repo/$CARGO_TARGET_DIR/release/atelier" ;;
+  esac
   mkdir -p "$home/bin" "$bin_dir"
-  if ! cmp -s "$repo/target/release/atelier" "$home/bin/atelier"; then
-    cp "$repo/target/release/atelier" "$home/bin/atelier.new"
+  if ! cmp -s "$built" "$home/bin/atelier"; then
+    cp "$built" "$home/bin/atelier.new"
     mv "$home/bin/atelier.new" "$home/bin/atelier"
   fi
   if [ "$(readlink "$bin_dir/atelier" 2>/dev/null || true)" != "$home/bin/atelier" ]; then
