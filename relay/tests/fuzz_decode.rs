@@ -19,22 +19,11 @@ use atelier_relay::sync::frame::{self, Frame};
 use support::fuzz::{Rng, mutate};
 
 fn iterations() -> usize {
-    match std::env::var("ATELIER_FUZZ_ITERS") {
-        Ok(v) => v
-            .replace('_', "")
-            .parse()
-            .unwrap_or_else(|_| panic!("ATELIER_FUZZ_ITERS={v:?} is not a number")),
-        Err(_) => 20_000,
-    }
+    support::fuzz::iterations()
 }
 
 fn seed() -> u64 {
-    match std::env::var("ATELIER_FUZZ_SEED") {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("ATELIER_FUZZ_SEED={v:?} is not a number")),
-        Err(_) => 0x5eed_a7e1_1e4e,
-    }
+    support::fuzz::seed(0x5eed_a7e1_1e4e)
 }
 
 /// Runs `target` on `iters` mutations of `seeds`, failing on any panic with the input's hex.

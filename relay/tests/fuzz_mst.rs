@@ -23,22 +23,11 @@ use atelier_relay::sync::verify::{Verifier, VerifyMode};
 use support::fuzz::{Rng, mutate};
 
 fn iterations() -> usize {
-    match std::env::var("ATELIER_FUZZ_ITERS") {
-        Ok(v) => v
-            .replace('_', "")
-            .parse()
-            .unwrap_or_else(|_| panic!("ATELIER_FUZZ_ITERS={v:?} is not a number")),
-        Err(_) => 20_000,
-    }
+    support::fuzz::iterations()
 }
 
 fn seed() -> u64 {
-    match std::env::var("ATELIER_FUZZ_SEED") {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("ATELIER_FUZZ_SEED={v:?} is not a number")),
-        Err(_) => 0x006d_5700_f022,
-    }
+    support::fuzz::seed(0x006d_5700_f022)
 }
 
 /// Runs `target` `iterations()` times with a fresh generator, failing on any panic.

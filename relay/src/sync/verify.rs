@@ -719,18 +719,7 @@ impl Verifier {
         let car = Car::parse(car_bytes)?;
         let root = car.root().ok_or(VerifyError::MissingCommitBlock)?;
         let bytes = car.get(&root).ok_or(VerifyError::MissingCommitBlock)?;
-        let (block, unsigned) = decode_commit_block(bytes)?;
-        if block.did != did {
-            return Err(VerifyError::DidMismatch {
-                commit: block.did.to_owned(),
-                frame: did.to_owned(),
-            });
-        }
-        if self.mode == VerifyMode::Full {
-            let message = unsigned.assemble(bytes);
-            key.verify_bytes(&message, block.sig)
-                .map_err(VerifyError::Signature)?;
-        }
+        let block = self.signed_block(bytes, did, key)?;
         let rev = parse_tid(block.rev).ok_or_else(|| VerifyError::BadRev(block.rev.to_owned()))?;
         if let Some(state) = self.accounts.get(did)
             && rev < state.rev
@@ -804,17 +793,29 @@ impl Verifier {
             return Err(VerifyError::CommitNotRoot);
         }
         let bytes = car.get(&commit).ok_or(VerifyError::MissingCommitBlock)?;
+        let block = self.signed_block(bytes, did, key)?;
+        if block.rev != rev {
+            return Err(VerifyError::RevMismatch {
+                commit: block.rev.to_owned(),
+                frame: rev.to_owned(),
+            });
+        }
+        Ok(block)
+    }
+
+    /// Decodes a commit block, checks it belongs to `did`, and (in full mode) checks its
+    /// signature with `key`.
+    fn signed_block<'a>(
+        &self,
+        bytes: &'a [u8],
+        did: &str,
+        key: &PublicKey,
+    ) -> Result<CommitBlock<'a>, VerifyError> {
         let (block, unsigned) = decode_commit_block(bytes)?;
         if block.did != did {
             return Err(VerifyError::DidMismatch {
                 commit: block.did.to_owned(),
                 frame: did.to_owned(),
-            });
-        }
-        if block.rev != rev {
-            return Err(VerifyError::RevMismatch {
-                commit: block.rev.to_owned(),
-                frame: rev.to_owned(),
             });
         }
         if self.mode == VerifyMode::Full {

@@ -186,3 +186,25 @@ fn mutate_once(rng: &mut Rng, seeds: &[Vec<u8>], out: &mut Vec<u8>) {
         }
     }
 }
+
+/// Inputs per fuzz target: `ATELIER_FUZZ_ITERS` (underscores allowed), default 20,000 so the
+/// test suite stays fast; the long run sets it to 1,000,000.
+pub(crate) fn iterations() -> usize {
+    match std::env::var("ATELIER_FUZZ_ITERS") {
+        Ok(v) => v
+            .replace('_', "")
+            .parse()
+            .unwrap_or_else(|_| panic!("ATELIER_FUZZ_ITERS={v:?} is not a number")),
+        Err(_) => 20_000,
+    }
+}
+
+/// The generator's seed: `ATELIER_FUZZ_SEED`, else `default` (each target file has its own).
+pub(crate) fn seed(default: u64) -> u64 {
+    match std::env::var("ATELIER_FUZZ_SEED") {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("ATELIER_FUZZ_SEED={v:?} is not a number")),
+        Err(_) => default,
+    }
+}
