@@ -125,3 +125,85 @@ fn dev_pds_serves_a_sandbox_until_interrupted() {
         "the PLC stopped with atelier"
     );
 }
+
+/// The corpus frame file (`ATELIER_FIXTURES` overrides the fixtures directory).
+fn corpus_frames_file() -> std::path::PathBuf {
+    let fixtures = std::env::var_os("ATELIER_FIXTURES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures")
+        });
+    let path = fixtures.join("firehose-corpus/frames.bin.zst");
+    assert!(
+        path.exists(),
+        "firehose corpus missing at {}",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn relay_replay_and_record_round_trip_the_corpus() {
+    let corpus = corpus_frames_file();
+    let mut replay = Command::new(ATELIER)
+        .args(["relay", "replay", "--listen", "127.0.0.1:0", "--frames"])
+        .arg(&corpus)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("atelier relay replay starts");
+    let mut lines = BufReader::new(replay.stdout.take().expect("stdout")).lines();
+    let url = loop {
+        let Some(Ok(line)) = lines.next() else {
+            let _ = replay.kill();
+            panic!("atelier relay replay exited before printing its URL");
+        };
+        if let Some(url) = line.trim().strip_prefix("firehose") {
+            break url.trim().to_owned();
+        }
+    };
+
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let out = out_dir.path().join("recorded.bin.zst");
+    let status = Command::new(ATELIER)
+        .args([
+            "relay", "record", "--count", "150", "--cursor", "0", "--from", &url, "--out",
+        ])
+        .arg(&out)
+        .status()
+        .expect("atelier relay record runs");
+    let _ = kill(
+        Pid::from_raw(i32::try_from(replay.id()).expect("pid")),
+        Signal::SIGTERM,
+    );
+    let _ = replay.wait();
+    assert!(status.success(), "record exits cleanly: {status}");
+
+    let read = |path: &std::path::Path| {
+        atelier_relay::sync::replay::FrameFile::read(path).expect("frame file reads")
+    };
+    let (original, recorded) = (read(&corpus), read(&out));
+    assert_eq!(recorded.len(), 150);
+    assert_eq!(
+        recorded, original,
+        "recorded frames are byte-identical to the corpus"
+    );
+}
+
+#[test]
+fn relay_replay_refuses_a_missing_frame_file() {
+    let out = atelier(&[
+        "relay",
+        "replay",
+        "--listen",
+        "127.0.0.1:0",
+        "--frames",
+        "/nonexistent/frames.bin.zst",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/nonexistent/frames.bin.zst"),
+        "names the file: {err}"
+    );
+}
