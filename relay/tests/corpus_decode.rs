@@ -324,3 +324,42 @@ fn limits_are_enforced() {
     let root: CidRef<'_> = parsed.root().expect("root");
     assert_eq!(root.to_cid().to_string(), root.to_string());
 }
+
+/// A relay re-serves upstream frames under its own seq: only `seq` changes, so every frame
+/// still decodes to the same message and every commit still verifies.
+#[test]
+fn frames_resequenced_keep_everything_but_seq() {
+    use atelier_relay::sync::frame::with_seq;
+
+    let frames = support::corpus_frames();
+    // Small, mid-sized and large seqs exercise every integer width.
+    for (i, original) in frames.iter().enumerate() {
+        for seq in [1_i64, 24, 300, 70_000, 5_000_000_000] {
+            let moved = with_seq(original, seq).expect("resequences");
+            let (a, b) = (
+                frame::decode(original).expect("decodes"),
+                frame::decode(&moved).expect("decodes"),
+            );
+            assert_eq!(b.seq(), Some(seq), "frame {i}");
+            atelier_relay::sync::cbor::validate_dag_cbor(
+                &moved[frame::decode_header(&moved).expect("header").1..],
+            )
+            .expect("the body is still strict DAG-CBOR");
+            match (a, b) {
+                (Frame::Commit(a), Frame::Commit(b)) => {
+                    assert_eq!(
+                        (a.repo, a.rev, a.commit, a.blocks),
+                        (b.repo, b.rev, b.commit, b.blocks)
+                    );
+                    assert_eq!(a.ops, b.ops);
+                }
+                (a, b) => assert_eq!(a.kind(), b.kind(), "frame {i}"),
+            }
+        }
+    }
+    assert!(with_seq(&frames[0], 0).is_err(), "seq must be positive");
+    assert!(
+        with_seq(b"\xa1\x62op\x01", 5).is_err(),
+        "garbage is refused"
+    );
+}
