@@ -627,6 +627,63 @@ fn error_body<'a>(r: &mut Reader<'a>) -> Result<ErrorFrame<'a>, FrameError> {
     })
 }
 
+/// Re-encodes a message frame with another `seq`, changing nothing else: the header, every
+/// other body field and the `blocks` CAR stay byte for byte, so signatures and MST proofs
+/// remain verifiable downstream. A relay uses this to re-serve upstream frames under its
+/// own sequence. `seq` is not covered by any signature (the commit block is), which is what
+/// makes this safe.
+///
+/// The frame must decode (see [`decode`]) and carry a `seq`; the new value must be
+/// positive.
+pub fn with_seq(frame: &[u8], seq: i64) -> Result<Vec<u8>, FrameError> {
+    const M: &str = "frame";
+    if seq <= 0 {
+        return Err(FrameError::BadSeq(seq));
+    }
+    decode(frame)?;
+    let (_, body_at) = decode_header(frame)?;
+    let mut r = Reader::new(&frame[body_at..]);
+    let n = r.map_len().map_err(cbor_err(M, "body"))?;
+    let mut span = None;
+    for _ in 0..n {
+        let key = r.text().map_err(cbor_err(M, "body"))?;
+        let start = body_at + r.position();
+        r.skip().map_err(cbor_err(M, "body"))?;
+        if key == "seq" {
+            span = Some((start, body_at + r.position()));
+        }
+    }
+    let (start, end) = span.ok_or(FrameError::MissingField {
+        message: M,
+        field: "seq",
+    })?;
+    let mut out = Vec::with_capacity(frame.len() + 8);
+    out.extend_from_slice(&frame[..start]);
+    write_uint(&mut out, seq.unsigned_abs());
+    out.extend_from_slice(&frame[end..]);
+    Ok(out)
+}
+
+/// A CBOR unsigned integer (major type 0) in shortest form, as DAG-CBOR requires.
+fn write_uint(out: &mut Vec<u8>, v: u64) {
+    match v {
+        0..=23 => out.push(v as u8),
+        24..=0xff => out.extend_from_slice(&[0x18, v as u8]),
+        0x100..=0xffff => {
+            out.push(0x19);
+            out.extend_from_slice(&(v as u16).to_be_bytes());
+        }
+        0x1_0000..=0xffff_ffff => {
+            out.push(0x1a);
+            out.extend_from_slice(&(v as u32).to_be_bytes());
+        }
+        _ => {
+            out.push(0x1b);
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -712,62 +769,5 @@ mod tests {
                 field: "time"
             })
         );
-    }
-}
-
-/// Re-encodes a message frame with another `seq`, changing nothing else: the header, every
-/// other body field and the `blocks` CAR stay byte for byte, so signatures and MST proofs
-/// remain verifiable downstream. A relay uses this to re-serve upstream frames under its
-/// own sequence. `seq` is not covered by any signature (the commit block is), which is what
-/// makes this safe.
-///
-/// The frame must decode (see [`decode`]) and carry a `seq`; the new value must be
-/// positive.
-pub fn with_seq(frame: &[u8], seq: i64) -> Result<Vec<u8>, FrameError> {
-    const M: &str = "frame";
-    if seq <= 0 {
-        return Err(FrameError::BadSeq(seq));
-    }
-    decode(frame)?;
-    let (_, body_at) = decode_header(frame)?;
-    let mut r = Reader::new(&frame[body_at..]);
-    let n = r.map_len().map_err(cbor_err(M, "body"))?;
-    let mut span = None;
-    for _ in 0..n {
-        let key = r.text().map_err(cbor_err(M, "body"))?;
-        let start = body_at + r.position();
-        r.skip().map_err(cbor_err(M, "body"))?;
-        if key == "seq" {
-            span = Some((start, body_at + r.position()));
-        }
-    }
-    let (start, end) = span.ok_or(FrameError::MissingField {
-        message: M,
-        field: "seq",
-    })?;
-    let mut out = Vec::with_capacity(frame.len() + 8);
-    out.extend_from_slice(&frame[..start]);
-    write_uint(&mut out, seq.unsigned_abs());
-    out.extend_from_slice(&frame[end..]);
-    Ok(out)
-}
-
-/// A CBOR unsigned integer (major type 0) in shortest form, as DAG-CBOR requires.
-fn write_uint(out: &mut Vec<u8>, v: u64) {
-    match v {
-        0..=23 => out.push(v as u8),
-        24..=0xff => out.extend_from_slice(&[0x18, v as u8]),
-        0x100..=0xffff => {
-            out.push(0x19);
-            out.extend_from_slice(&(v as u16).to_be_bytes());
-        }
-        0x1_0000..=0xffff_ffff => {
-            out.push(0x1a);
-            out.extend_from_slice(&(v as u32).to_be_bytes());
-        }
-        _ => {
-            out.push(0x1b);
-            out.extend_from_slice(&v.to_be_bytes());
-        }
     }
 }
