@@ -126,7 +126,8 @@ npm_tree() {
   note "$(basename "$dir"): installing pinned packages (a first install takes a few minutes)"
   cp "$src/package.json" "$src/package-lock.json" "$dir/"
   rm -f "$dir/.atelier-stamp"
-  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) ||
+    die "npm ci failed in $dir (messages above); fix the cause and run ./install.sh again"
   printf '%s\n' "$want" >"$dir/.atelier-stamp"
 }
 
