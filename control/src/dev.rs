@@ -53,7 +53,7 @@ pub async fn run_pds(args: PdsArgs) -> anyhow::Result<()> {
     println!("  admin     user `admin`, password in {data}/secrets/pds_admin_password");
     println!("  logs      {data}/logs/");
     println!(
-        "Create an account: curl -X POST {}/xrpc/com.atproto.server.createAccount -H 'content-type: application/json' -d '{{\"handle\":\"you.test\",\"email\":\"you@example.com\",\"password\":\"...\"}}'",
+        "Create an account: curl -X POST {}/xrpc/com.atproto.server.createAccount -H 'content-type: application/json' -d '{{\"handle\":\"alice.test\",\"email\":\"alice@example.com\",\"password\":\"...\"}}'",
         sandbox.pds_url()
     );
     println!("Press Ctrl-C to stop.");

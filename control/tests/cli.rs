@@ -69,8 +69,8 @@ fn dev_pds_serves_a_sandbox_until_interrupted() {
     let mut lines = BufReader::new(stdout).lines();
 
     let deadline = Instant::now() + Duration::from_secs(90);
-    let (mut plc, mut pds) = (None, None);
-    while plc.is_none() || pds.is_none() {
+    let (mut plc, mut pds, mut hint) = (None, None, None);
+    while plc.is_none() || pds.is_none() || hint.is_none() {
         assert!(Instant::now() < deadline, "URLs printed within 90 s");
         let Some(Ok(line)) = lines.next() else {
             let status = child.wait().expect("wait");
@@ -80,10 +80,48 @@ fn dev_pds_serves_a_sandbox_until_interrupted() {
         match (words.next(), words.next()) {
             (Some("PLC"), Some(url)) => plc = Some(url.to_owned()),
             (Some("PDS"), Some(url)) => pds = Some(url.to_owned()),
+            (Some("Create"), _) => hint = Some(line.clone()),
             _ => {}
         }
     }
     let (plc, pds) = (plc.unwrap_or_default(), pds.unwrap_or_default());
+
+    // The printed "create an account" hint works as written (with a real password).
+    let hint = hint.unwrap_or_default();
+    let body = hint
+        .split_once("-d '")
+        .and_then(|(_, rest)| rest.strip_suffix('\''))
+        .expect("the hint carries a JSON body")
+        .replace("\"...\"", "\"a-long-password\"");
+    let created = {
+        let url = format!("{pds}/xrpc/com.atproto.server.createAccount");
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("rt");
+            rt.block_on(async {
+                let resp = reqwest::Client::new()
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .expect("pds answers");
+                (
+                    resp.status().as_u16(),
+                    resp.text().await.unwrap_or_default(),
+                )
+            })
+        })
+        .join()
+        .expect("request thread")
+    };
+    assert_eq!(
+        created.0, 200,
+        "the printed createAccount hint works: {}",
+        created.1
+    );
 
     let get = |url: String| {
         std::thread::spawn(move || {
