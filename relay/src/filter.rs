@@ -63,7 +63,7 @@ const MAX_SEGMENT_LEN: usize = 63;
 
 /// What the filter lets through; the `relay.filter` section of `atelier.yaml`, and the body
 /// of the admin API's filter update.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct FilterRules {
     /// Collection patterns: exact NSIDs, or NSID prefixes followed by `.*`. Ops in matching

@@ -14,4 +14,5 @@ pub use atelier_lexicons as lexicons;
 pub mod eventlog;
 pub mod filter;
 pub mod jetstream;
+pub mod service;
 pub mod sync;
