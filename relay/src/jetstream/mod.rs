@@ -25,6 +25,7 @@ mod json;
 pub mod event;
 pub mod options;
 pub mod record;
+pub mod zstd;
 
 pub use event::{
     JetstreamEvent, TimeClock, encode_account, encode_commit, encode_identity, encode_sync_event,
@@ -34,3 +35,4 @@ pub use options::{
     CollectionFilter, OptionsError, OptionsUpdate, Start, SubscribeOptions, UpdateError,
 };
 pub use record::{MAX_RECORD_BYTES, RecordEncoder, RecordError, record_json};
+pub use zstd::{Compressor, Dictionary, DictionaryError, dictionary_path};
