@@ -43,6 +43,27 @@ pub(crate) fn host_key(url: &Url) -> String {
     }
 }
 
+/// Whether two host keys name the same host. With `loopback_aliases` (the sandbox),
+/// `localhost`, `127.0.0.1` and `[::1]` on the same port are one host: a sandbox PDS
+/// advertises `http://localhost:PORT` while an upstream may be configured by address.
+pub(crate) fn same_host(a: &str, b: &str, loopback_aliases: bool) -> bool {
+    if a == b {
+        return true;
+    }
+    if !loopback_aliases {
+        return false;
+    }
+    fn split(key: &str) -> (&str, &str) {
+        match key.rfind(':') {
+            Some(i) if !key[i..].contains(']') => (&key[..i], &key[i + 1..]),
+            _ => (key, ""),
+        }
+    }
+    let is_loopback = |h: &str| matches!(h, "localhost" | "127.0.0.1" | "[::1]");
+    let ((ha, pa), (hb, pb)) = (split(a), split(b));
+    pa == pb && is_loopback(ha) && is_loopback(hb)
+}
+
 /// A hostname as given to `requestCrawl` or an allow-list, normalized to `host[:port]`
 /// lowercase. Schemes, paths and user info are refused.
 pub(crate) fn normalize_host(given: &str) -> Result<String, String> {
@@ -70,6 +91,26 @@ pub(crate) fn normalize_host(given: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_aliases_only_in_the_sandbox() {
+        let cases = [
+            ("pds.example", "pds.example", false, true),
+            ("localhost:2583", "127.0.0.1:2583", true, true),
+            ("[::1]:2583", "localhost:2583", true, true),
+            ("localhost:2583", "127.0.0.1:2583", false, false),
+            ("localhost:2583", "127.0.0.1:2584", true, false),
+            ("localhost", "127.0.0.1:80", true, false),
+            ("evil.example:2583", "127.0.0.1:2583", true, false),
+        ];
+        for (a, b, sandbox, want) in cases {
+            assert_eq!(
+                same_host(a, b, sandbox),
+                want,
+                "{a} vs {b} (sandbox {sandbox})"
+            );
+        }
+    }
 
     #[test]
     fn upstream_urls() {

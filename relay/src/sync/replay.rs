@@ -512,6 +512,51 @@ pub fn info_frame(name: &str, message: &str) -> Bytes {
     out.into()
 }
 
+/// An `#account` frame (`{t:"#account", op:1}` ‖ `{did, seq, time, active, status?}`), as a
+/// relay emits when it takes an account down itself. `#account` frames are not signed, so a
+/// relay may originate them.
+pub fn account_frame(seq: u64, did: &str, time: &str, active: bool, status: Option<&str>) -> Bytes {
+    let mut out = Vec::with_capacity(64 + did.len());
+    out.push(0xa2);
+    cbor_text(&mut out, "t");
+    cbor_text(&mut out, "#account");
+    cbor_text(&mut out, "op");
+    out.push(0x01);
+    // Body keys in DAG-CBOR order: did, seq, time, active, status.
+    out.push(if status.is_some() { 0xa5 } else { 0xa4 });
+    cbor_text(&mut out, "did");
+    cbor_text(&mut out, did);
+    cbor_text(&mut out, "seq");
+    cbor_uint(&mut out, seq);
+    cbor_text(&mut out, "time");
+    cbor_text(&mut out, time);
+    cbor_text(&mut out, "active");
+    out.push(if active { 0xf5 } else { 0xf4 });
+    if let Some(status) = status {
+        cbor_text(&mut out, "status");
+        cbor_text(&mut out, status);
+    }
+    out.into()
+}
+
+/// Appends a CBOR unsigned integer in shortest form.
+fn cbor_uint(out: &mut Vec<u8>, n: u64) {
+    if n < 24 {
+        out.push(n as u8);
+    } else if let Ok(n) = u8::try_from(n) {
+        out.extend_from_slice(&[24, n]);
+    } else if let Ok(n) = u16::try_from(n) {
+        out.push(25);
+        out.extend_from_slice(&n.to_be_bytes());
+    } else if let Ok(n) = u32::try_from(n) {
+        out.push(26);
+        out.extend_from_slice(&n.to_be_bytes());
+    } else {
+        out.push(27);
+        out.extend_from_slice(&n.to_be_bytes());
+    }
+}
+
 /// Appends a CBOR text string with a shortest-form length header.
 fn cbor_text(out: &mut Vec<u8>, text: &str) {
     const TEXT: u8 = 0x60;
