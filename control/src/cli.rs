@@ -33,15 +33,25 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
+    /// Write a commented atelier.yaml with every key and its default, and generate the
+    /// secrets under DATA_DIR/secrets/.
+    Init(crate::config::command::InitArgs),
+    /// Check atelier.yaml: print `ok: <summary>`, or the error with its line and key.
+    Check(crate::config::command::CheckArgs),
     /// Developer tools.
     Dev {
         #[command(subcommand)]
         command: DevCommand,
     },
-    /// The sync layer's tools: replay and record firehose frames.
+    /// Run the AC-namespace relay from the `services.relay` section of atelier.yaml
+    /// (`atelier relay --config FILE`), or use the sync layer's tools: replay and record
+    /// firehose frames.
+    #[command(args_conflicts_with_subcommands = true)]
     Relay {
+        #[command(flatten)]
+        serve: crate::relay_cmd::ServeArgs,
         #[command(subcommand)]
-        command: crate::relay_cmd::RelayCommand,
+        command: Option<crate::relay_cmd::RelayCommand>,
     },
 }
 
@@ -82,10 +92,19 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 pds_port: None,
             }))
         }
+        Command::Init(args) => crate::config::command::run_init(&args),
+        Command::Check(args) => crate::config::command::run_check(&args),
         Command::Dev {
             command: DevCommand::Pds(args),
         } => runtime()?.block_on(crate::dev::run_pds(args)),
-        Command::Relay { command } => runtime()?.block_on(crate::relay_cmd::run(command)),
+        Command::Relay {
+            command: Some(command),
+            ..
+        } => runtime()?.block_on(crate::relay_cmd::run(command)),
+        Command::Relay {
+            serve,
+            command: None,
+        } => runtime()?.block_on(crate::relay_cmd::serve(serve)),
     }
 }
 

@@ -6,6 +6,7 @@
 //! backends, backups) replaces `up` when the Control plane issue lands.
 
 pub mod cli;
+pub mod config;
 pub mod dev;
 pub mod relay_cmd;
 pub mod version;

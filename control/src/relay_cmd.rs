@@ -1,3 +1,6 @@
+//! `atelier relay --config FILE` runs the AC-namespace relay service
+//! ([`atelier_relay::service`]) from the `services.relay` section of `atelier.yaml`.
+//!
 //! `atelier relay replay` and `atelier relay record`: recorded firehose frames on the
 //! command line.
 //!
@@ -27,6 +30,48 @@ pub enum RelayCommand {
     /// Record frames from a subscribeRepos WebSocket into a frame file, until --count
     /// frames or Ctrl-C. Reconnects (from the last seq) when the connection drops.
     Record(RecordArgs),
+}
+
+/// Options of `atelier relay` without a subcommand: run the relay service.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// The configuration file; the relay runs from its `services.relay` section.
+    #[arg(long, value_name = "FILE", default_value = crate::config::DEFAULT_FILE)]
+    pub config: PathBuf,
+    /// Listen here instead of `services.relay.listen` (port 0: any free port; the chosen
+    /// address is printed).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+}
+
+/// Runs the relay service until Ctrl-C/SIGTERM, then drains and checkpoints.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let loaded = crate::config::load(&args.config)?;
+    let Some(mut config) = loaded.relay_config() else {
+        anyhow::bail!(
+            "{}: services.relay is not configured (add a `relay:` section under `services:`; \
+             `atelier init` writes one with every key)",
+            args.config.display()
+        );
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {} (services.relay.listen)", config.listen))?;
+    let addr = listener
+        .local_addr()
+        .context("reading the listen address")?;
+    println!("Relay listening on {addr}");
+    println!("  subscribeRepos  ws://{addr}/xrpc/com.atproto.sync.subscribeRepos");
+    println!("  jetstream       ws://{addr}/subscribe");
+    println!("  metrics         http://{addr}/metrics");
+    println!("  data            {}", config.data_dir.display());
+    println!("Press Ctrl-C to stop.");
+    atelier_relay::service::run(config, listener, interrupted()?).await?;
+    eprintln!("Stopped.");
+    Ok(())
 }
 
 /// Options of `atelier relay replay`.

@@ -1,0 +1,175 @@
+//! `atelier.yaml`: the configuration of the whole installation.
+//!
+//! [`AtelierConfig`] is the file as one serde struct ([`schema`]); [`parse`] reads it with
+//! errors that name the key path and the line and column; [`AtelierConfig::check`] finds
+//! what serde cannot (port clashes, production without TLS, bad hostnames, readable secret
+//! files); [`load`] does both. [`init::render`] writes the commented file `atelier init`
+//! produces, from the struct's own doc comments; [`secrets::ensure_secrets`] generates the
+//! secrets the services need under `DATA_DIR/secrets/`.
+
+use std::path::{Path, PathBuf};
+
+mod check;
+pub mod command;
+pub mod init;
+pub mod schema;
+pub mod secret;
+pub mod secrets;
+mod yaml;
+
+pub use check::CheckError;
+pub use schema::{
+    AdminConfig, AppviewConfig, AtelierConfig, Backend, BootstrapUser, InvitePolicy, PdsConfig,
+    PdsImplementation, PlcConfig, Profile, Role, Services, StoreConfig, StoreKind, TlsConfig,
+};
+pub use secret::{Secret, SecretError};
+
+/// The file name `atelier` looks for by default.
+pub const DEFAULT_FILE: &str = "atelier.yaml";
+
+/// A configuration that cannot be used. Every variant names where: the file, and the line,
+/// column and key path when they are known.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid YAML.
+    #[error("{origin}:{line}:{column}: invalid YAML: {reason}")]
+    Syntax {
+        /// The file, as named by the user.
+        origin: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What the YAML parser says.
+        reason: String,
+    },
+    /// A value is wrong: the wrong type, an unknown key, a duplicate key, or a failed check.
+    #[error("{}{}{reason}", position(origin, *line, *column), key_prefix(key))]
+    Invalid {
+        /// The file, as named by the user.
+        origin: String,
+        /// 1-based line, when known.
+        line: Option<usize>,
+        /// 1-based column, when known.
+        column: Option<usize>,
+        /// The key path (`services.pds.port`); empty for the whole document.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn position(origin: &str, line: Option<usize>, column: Option<usize>) -> String {
+    match (line, column) {
+        (Some(line), Some(column)) => format!("{origin}:{line}:{column}: "),
+        (Some(line), None) => format!("{origin}:{line}: "),
+        _ => format!("{origin}: "),
+    }
+}
+
+fn key_prefix(key: &str) -> String {
+    if key.is_empty() {
+        String::new()
+    } else {
+        format!("{key}: ")
+    }
+}
+
+impl ConfigError {
+    /// The key path the error is about, if any.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Invalid { key, .. } if !key.is_empty() => Some(key),
+            _ => None,
+        }
+    }
+}
+
+/// Parses `text` (named `origin` in errors, e.g. `atelier.yaml`) without the semantic
+/// checks. An empty file, or one with only comments, gives the sandbox defaults.
+pub fn parse(text: &str, origin: &str) -> Result<AtelierConfig, ConfigError> {
+    yaml::parse(text, origin)
+}
+
+/// Parses `text` and runs [`AtelierConfig::check`] with relative paths taken from
+/// `base_dir`; a check error gets the line of its key when the key is in `text`.
+pub fn parse_and_check(
+    text: &str,
+    origin: &str,
+    base_dir: &Path,
+) -> Result<AtelierConfig, ConfigError> {
+    let config = parse(text, origin)?;
+    if let Err(err) = config.check(base_dir) {
+        let location = yaml::locate(text, &err.key);
+        return Err(ConfigError::Invalid {
+            origin: origin.to_owned(),
+            line: location.map(|l| l.0),
+            column: location.map(|l| l.1),
+            key: err.key,
+            reason: err.reason,
+        });
+    }
+    Ok(config)
+}
+
+/// A configuration read from a file and checked.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The configuration.
+    pub config: AtelierConfig,
+    /// The file it came from.
+    pub path: PathBuf,
+    /// The directory relative paths are taken from (the file's directory).
+    pub base_dir: PathBuf,
+}
+
+impl Loaded {
+    /// The data directory, resolved against the config file's directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.config.data_dir_in(&self.base_dir)
+    }
+
+    /// The `services.relay` section with its paths made usable from any working
+    /// directory: `data_dir` and `admin_tokens_file` are taken from the data directory,
+    /// `zstd_dictionary` from the config file's directory. `None` when no relay is
+    /// configured.
+    pub fn relay_config(&self) -> Option<atelier_relay::service::RelayConfig> {
+        let mut relay = self.config.services.relay.clone()?;
+        let data_dir = self.data_dir();
+        relay.data_dir = data_dir.join(&relay.data_dir);
+        relay.admin_tokens_file = data_dir.join(&relay.admin_tokens_file);
+        relay.zstd_dictionary = relay.zstd_dictionary.map(|p| self.base_dir.join(p));
+        Some(relay)
+    }
+}
+
+/// Reads, parses and checks the file at `path`.
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let base_dir = base_dir_of(path);
+    let config = parse_and_check(&text, &path.display().to_string(), &base_dir)?;
+    Ok(Loaded {
+        config,
+        path: path.to_owned(),
+        base_dir,
+    })
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+pub fn base_dir_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
