@@ -1,0 +1,524 @@
+//! The relay service end to end: a real PLC + reference PDS on loopback, the relay following
+//! the PDS, and downstream consumers on both endpoints.
+//!
+//! What this proves:
+//! - an AC record written on the PDS reaches a Jetstream `/subscribe` client and a
+//!   verifying `subscribeRepos` consumer (the sync layer's own stream, full verification:
+//!   signatures and MST proofs still check after the relay re-sequenced the frame), with
+//!   the relay's own contiguous seqs; the publish-to-delivery latency is printed;
+//! - a `app.bsky.feed.post` is filtered out, the profile of a known AC actor passes, the
+//!   profile of an actor with no AC records does not;
+//! - a replay from `cursor=0` (subscribeRepos) and from a microsecond cursor (Jetstream)
+//!   gives exactly the live events, then continues live;
+//! - the admin API: 401 without or with a wrong token, 429 after repeated failures from one
+//!   address, 200 with the token; an account takedown emits `#account` (`takendown`) and
+//!   holds the account's later commits back; a restore emits `#account` active again;
+//! - `listHosts` and `/metrics` report the PDS host and the refused/filtered counts.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use atelier_relay::filter::FilterRules;
+use atelier_relay::service::{self, RelayConfig, UpstreamConfig, UpstreamKind};
+use atelier_relay::sync::client::ClientConfig;
+use atelier_relay::sync::identity::{Resolver, ResolverConfig};
+use atelier_relay::sync::ssrf::{GuardedClient, SsrfPolicy};
+use atelier_relay::sync::stream::{SyncConfig, SyncEvent, SyncStream};
+use atelier_relay::sync::verify::VerifyMode;
+use atelier_sandbox::Sandbox;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
+
+/// How long any one step (an event to arrive, a sandbox to start) may take.
+const STEP: Duration = Duration::from_secs(60);
+const MOOD: &str = "computer.aesthetic.mood";
+const PROFILE: &str = "app.bsky.actor.profile";
+
+/// A relay running in this process.
+struct Relay {
+    addr: SocketAddr,
+    token: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), service::RelayError>>,
+}
+
+impl Relay {
+    async fn start(config: RelayConfig) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let token_file = config.admin_tokens_file.clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(service::run(config, listener, async move {
+            let _ = stopped.await;
+        }));
+        // The token file is written at start; wait for the server to answer.
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + STEP;
+        loop {
+            if let Ok(r) = http.get(format!("http://{addr}/xrpc/_health")).send().await
+                && r.status().is_success()
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "relay did not become healthy");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let token = std::fs::read_to_string(&token_file)
+            .expect("admin token file written at start")
+            .lines()
+            .next()
+            .expect("a token")
+            .trim()
+            .to_owned();
+        Relay {
+            addr,
+            token,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let result = tokio::time::timeout(STEP, self.task)
+            .await
+            .expect("relay stops in time")
+            .expect("relay task");
+        result.expect("relay stops cleanly");
+    }
+}
+
+fn relay_config(sandbox: &Sandbox, dir: &Path) -> RelayConfig {
+    RelayConfig {
+        data_dir: dir.join("relay"),
+        upstreams: vec![UpstreamConfig {
+            url: sandbox.subscribe_repos_url(None),
+            kind: UpstreamKind::Pds,
+            trusted: false,
+        }],
+        allow_loopback: true,
+        plc_url: sandbox.plc_url().to_owned(),
+        admin_tokens_file: dir.join("admin_token"),
+        filter: FilterRules::default(),
+        ..RelayConfig::default()
+    }
+}
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A Jetstream client; `next_event` returns the next JSON event.
+struct Jetstream {
+    ws: Ws,
+}
+
+impl Jetstream {
+    async fn connect(relay: &Relay, query: &str) -> Jetstream {
+        let url = format!("ws://{}/subscribe?{query}", relay.addr);
+        let (ws, _) = tokio_tungstenite::connect_async(&url)
+            .await
+            .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+        Jetstream { ws }
+    }
+
+    async fn next_event(&mut self, what: &str) -> Value {
+        let read = async {
+            loop {
+                match self.ws.next().await {
+                    Some(Ok(Message::Text(text))) => {
+                        return serde_json::from_str::<Value>(text.as_str()).expect("JSON");
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    other => panic!("jetstream ended while waiting for {what}: {other:?}"),
+                }
+            }
+        };
+        tokio::time::timeout(STEP, read)
+            .await
+            .unwrap_or_else(|_| panic!("no jetstream event ({what}) within {STEP:?}"))
+    }
+
+    /// Asserts nothing arrives for `quiet`.
+    async fn expect_quiet(&mut self, quiet: Duration) {
+        if let Ok(Some(Ok(Message::Text(text)))) = tokio::time::timeout(quiet, self.ws.next()).await
+        {
+            panic!("unexpected jetstream event: {text}");
+        }
+    }
+}
+
+/// A verifying downstream consumer of the relay's `subscribeRepos`.
+struct Downstream {
+    stream: SyncStream,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Downstream {
+    fn connect(relay: &Relay, sandbox: &Sandbox, cursor: Option<i64>) -> Downstream {
+        let mut client = ClientConfig::new(&format!(
+            "ws://{}/xrpc/com.atproto.sync.subscribeRepos",
+            relay.addr
+        ))
+        .expect("URL");
+        client.cursor = cursor;
+        let resolver = Resolver::new(
+            ResolverConfig::sandbox(sandbox.plc_url()),
+            GuardedClient::new(SsrfPolicy::sandbox()).expect("guarded client"),
+        );
+        let config = SyncConfig::new(client, resolver, None);
+        assert_eq!(config.mode, VerifyMode::Full);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let stream = SyncStream::start(config, async move {
+            let _ = stopped.await;
+        })
+        .expect("stream starts");
+        Downstream {
+            stream,
+            _stop: stop,
+        }
+    }
+
+    /// The next commit, account or identity event (sync events are returned too); a
+    /// rejection fails the test: the relay must keep frames verifiable.
+    async fn next(&mut self, what: &str) -> SyncEvent {
+        let read = async {
+            loop {
+                let event = self.stream.recv().await.expect("stream keeps running");
+                match event {
+                    SyncEvent::Rejected { .. } | SyncEvent::ResyncFailed { .. } => {
+                        panic!("downstream could not verify a relay frame: {event:?}")
+                    }
+                    SyncEvent::Commit(_)
+                    | SyncEvent::Account { .. }
+                    | SyncEvent::Identity { .. }
+                    | SyncEvent::Sync { .. } => return event,
+                    _ => {}
+                }
+            }
+        };
+        tokio::time::timeout(STEP, read)
+            .await
+            .unwrap_or_else(|_| panic!("no downstream event ({what}) within {STEP:?}"))
+    }
+
+    /// Reads until a commit carrying an op in `collection`, returning the events skipped.
+    async fn until_commit(&mut self, collection: &str) -> (SyncEvent, Vec<SyncEvent>) {
+        let mut skipped = Vec::new();
+        loop {
+            let ev = self.next(collection).await;
+            if let SyncEvent::Commit(c) = &ev
+                && c.ops.iter().any(|op| op.collection == collection)
+            {
+                return (ev, skipped);
+            }
+            skipped.push(ev);
+        }
+    }
+}
+
+fn seq_of(ev: &SyncEvent) -> i64 {
+    match ev {
+        SyncEvent::Commit(c) => c.seq,
+        SyncEvent::Account { seq, .. }
+        | SyncEvent::Identity { seq, .. }
+        | SyncEvent::Sync { seq, .. } => *seq,
+        other => panic!("no seq on {other:?}"),
+    }
+}
+
+fn mood(text: &str) -> Value {
+    json!({"$type": MOOD, "mood": text, "when": "2026-12-04T12:00:00.000Z"})
+}
+
+fn profile(name: &str) -> Value {
+    json!({"$type": PROFILE, "displayName": name})
+}
+
+async fn admin(
+    http: &reqwest::Client,
+    relay: &Relay,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, String) {
+    let mut req = match &body {
+        Some(b) => http.post(relay.url(path)).json(b),
+        None => http.get(relay.url(path)),
+    };
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.expect("admin request");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pds_to_relay_to_both_endpoints() {
+    let sandbox = Sandbox::start().await.expect("sandbox starts");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = Relay::start(relay_config(&sandbox, dir.path())).await;
+    let http = reqwest::Client::new();
+
+    let mut jet = Jetstream::connect(
+        &relay,
+        "wantedCollections=computer.aesthetic.*&wantedCollections=app.bsky.actor.profile",
+    )
+    .await;
+    let mut down = Downstream::connect(&relay, &sandbox, None);
+    // Let both subscriptions register before the first write.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let alice = sandbox.create_account("alice").await.expect("alice");
+    let bob = sandbox.create_account("bob").await.expect("bob");
+
+    // Not AC: filtered. Bob's profile: bob is not a known AC actor, filtered.
+    alice
+        .create_record(
+            "app.bsky.feed.post",
+            &json!({"$type": "app.bsky.feed.post", "text": "hi", "createdAt": "2026-12-04T12:00:00.000Z"}),
+        )
+        .await
+        .expect("post");
+    bob.put_record(PROFILE, "self", &profile("Bob"))
+        .await
+        .expect("bob profile");
+
+    // An AC record: passes, on both endpoints.
+    let written = Instant::now();
+    let created = alice
+        .create_record(MOOD, &mood("happy"))
+        .await
+        .expect("mood");
+    let ev = jet.next_event("alice's mood").await;
+    let latency = written.elapsed();
+    eprintln!("PDS write -> relay Jetstream delivery: {latency:?}");
+    assert_eq!(ev["did"], alice.did.as_str());
+    assert_eq!(ev["kind"], "commit");
+    assert_eq!(ev["commit"]["operation"], "create");
+    assert_eq!(ev["commit"]["collection"], MOOD);
+    assert_eq!(ev["commit"]["cid"], created.cid.as_str());
+    assert_eq!(ev["commit"]["record"]["mood"], "happy");
+    let first_time_us = ev["time_us"].as_i64().expect("time_us");
+
+    let (commit, skipped) = down.until_commit(MOOD).await;
+    let SyncEvent::Commit(commit) = commit else {
+        unreachable!()
+    };
+    eprintln!(
+        "PDS write -> relay subscribeRepos delivery (verified): {:?}",
+        written.elapsed()
+    );
+    assert!(commit.fully_verified, "relay frames stay verifiable");
+    assert_eq!(commit.did, alice.did);
+    assert_eq!(commit.ops.len(), 1, "{:?}", commit.ops);
+    assert_eq!(commit.ops[0].cid.as_deref(), Some(created.cid.as_str()));
+    // Before it: at most alice's own #identity/#account (unknown actors' events do not pass,
+    // so nothing at all here), and never bob or the post.
+    for ev in &skipped {
+        panic!("unexpected event before the first AC commit: {ev:?}");
+    }
+    assert_eq!(commit.seq, 1, "the relay's own seq starts at 1");
+
+    // Alice is now known: her profile passes; bob's second profile still does not.
+    bob.put_record(PROFILE, "self", &profile("Bob 2"))
+        .await
+        .expect("bob profile");
+    alice
+        .put_record(PROFILE, "self", &profile("Alice"))
+        .await
+        .expect("alice profile");
+    let ev = jet.next_event("alice's profile").await;
+    assert_eq!(ev["did"], alice.did.as_str());
+    assert_eq!(ev["commit"]["collection"], PROFILE);
+    assert_eq!(ev["commit"]["record"]["displayName"], "Alice");
+    let (profile_commit, skipped) = down.until_commit(PROFILE).await;
+    assert!(skipped.is_empty(), "{skipped:?}");
+    assert_eq!(seq_of(&profile_commit), 2, "contiguous relay seqs");
+    let SyncEvent::Commit(c) = &profile_commit else {
+        unreachable!()
+    };
+    assert_eq!(c.did, alice.did);
+
+    // Replays: subscribeRepos from cursor 0 and Jetstream from the first time_us give the
+    // same events, then continue live.
+    let mut replay = Downstream::connect(&relay, &sandbox, Some(0));
+    let a = replay.next("replay 1").await;
+    let b = replay.next("replay 2").await;
+    assert_eq!((seq_of(&a), seq_of(&b)), (1, 2));
+    let mut jet_replay = Jetstream::connect(
+        &relay,
+        &format!("wantedCollections=computer.aesthetic.*&cursor={first_time_us}"),
+    )
+    .await;
+    let r = jet_replay.next_event("replayed mood").await;
+    assert_eq!(
+        r["time_us"].as_i64(),
+        Some(first_time_us),
+        "cursor is inclusive"
+    );
+    assert_eq!(r["commit"]["collection"], MOOD);
+
+    // Admin API: the token is required, failures are rate limited per address.
+    let (status, _) = admin(&http, &relay, "/admin/hosts", None, None).await;
+    assert_eq!(status, 401);
+    let mut statuses = Vec::new();
+    for _ in 0..11 {
+        statuses.push(
+            admin(
+                &http,
+                &relay,
+                "/admin/hosts",
+                Some("wrong-token-0123456789"),
+                None,
+            )
+            .await
+            .0,
+        );
+    }
+    assert!(statuses[..9].iter().all(|s| *s == 401), "{statuses:?}");
+    assert_eq!(*statuses.last().expect("a status"), 429, "{statuses:?}");
+    // The right token is refused too while the address is locked out: the lock is per
+    // address, not per token, so a guesser cannot slip in a correct guess.
+    let (status, _) = admin(&http, &relay, "/admin/hosts", Some(&relay.token), None).await;
+    assert_eq!(status, 429);
+
+    // listHosts (public) names the PDS host.
+    let hosts: Value = http
+        .get(relay.url("/xrpc/com.atproto.sync.listHosts"))
+        .send()
+        .await
+        .expect("listHosts")
+        .json()
+        .await
+        .expect("JSON");
+    let listed = hosts["hosts"].as_array().expect("hosts");
+    assert_eq!(listed.len(), 1, "{hosts}");
+    assert_eq!(listed[0]["status"], "active", "{hosts}");
+
+    let metrics = http
+        .get(relay.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("atelier_relay_events_out_total{kind=\"commit\"} 2"),
+        "{metrics}"
+    );
+    let filtered: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("atelier_relay_filtered_total "))
+        .and_then(|v| v.parse().ok())
+        .expect("filtered counter");
+    assert!(
+        filtered >= 3,
+        "post and two bob profiles filtered: {metrics}"
+    );
+
+    relay.stop().await;
+    sandbox.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn takedown_emits_account_and_holds_back_commits() {
+    let sandbox = Sandbox::start().await.expect("sandbox starts");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = Relay::start(relay_config(&sandbox, dir.path())).await;
+    let http = reqwest::Client::new();
+    let mut down = Downstream::connect(&relay, &sandbox, None);
+    let mut jet = Jetstream::connect(&relay, "wantedCollections=computer.aesthetic.*").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let carol = sandbox.create_account("carol").await.expect("carol");
+    carol.create_record(MOOD, &mood("one")).await.expect("mood");
+    down.until_commit(MOOD).await;
+    jet.next_event("first mood").await;
+
+    let (status, body) = admin(
+        &http,
+        &relay,
+        "/admin/accounts/takedown",
+        Some(&relay.token),
+        Some(json!({"did": carol.did, "reason": "test"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    match down.next("takedown #account").await {
+        SyncEvent::Account {
+            did,
+            active,
+            status,
+            ..
+        } => {
+            assert_eq!(did, carol.did);
+            assert!(!active);
+            assert_eq!(status.as_deref(), Some("takendown"));
+        }
+        other => panic!("expected #account, got {other:?}"),
+    }
+    let ev = jet.next_event("takedown account event").await;
+    assert_eq!(ev["kind"], "account");
+    assert_eq!(ev["account"]["active"], false);
+    assert_eq!(ev["account"]["status"], "takendown");
+
+    // A commit from a taken-down account is held back.
+    carol.create_record(MOOD, &mood("two")).await.expect("mood");
+    jet.expect_quiet(Duration::from_secs(2)).await;
+
+    let (status, body) = admin(
+        &http,
+        &relay,
+        "/admin/accounts/restore",
+        Some(&relay.token),
+        Some(json!({"did": carol.did})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    match down.next("restore #account").await {
+        SyncEvent::Account { did, active, .. } => {
+            assert_eq!(did, carol.did);
+            assert!(active);
+        }
+        other => panic!("expected #account, got {other:?}"),
+    }
+    carol
+        .create_record(MOOD, &mood("three"))
+        .await
+        .expect("mood");
+    let ev = jet.next_event("after restore").await;
+    // The account event comes first, then the new mood.
+    let ev = if ev["kind"] == "account" {
+        jet.next_event("mood after restore").await
+    } else {
+        ev
+    };
+    assert_eq!(ev["commit"]["record"]["mood"], "three");
+
+    let metrics = http
+        .get(relay.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("atelier_relay_refused_total{reason=\"takendown\"} 1"),
+        "{metrics}"
+    );
+    relay.stop().await;
+    sandbox.shutdown().await;
+}
