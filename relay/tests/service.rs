@@ -13,7 +13,11 @@
 //! - the admin API: 401 without or with a wrong token, 429 after repeated failures from one
 //!   address, 200 with the token; an account takedown emits `#account` (`takendown`) and
 //!   holds the account's later commits back; a restore emits `#account` active again;
-//! - `listHosts` and `/metrics` report the PDS host and the refused/filtered counts.
+//! - `listHosts` and `/metrics` report the PDS host and the refused/filtered counts;
+//! - per-host limits: a burst over `per_second` is refused (`rate_limited`), an account
+//!   over `accounts_per_host` never passes (`account_limit`); a banned host is disconnected
+//!   (`getHostStatus` says `banned`) and, once unbanned, resumes from its stored cursor so
+//!   a write made while banned still arrives.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -519,6 +523,134 @@ async fn takedown_emits_account_and_holds_back_commits() {
         metrics.contains("atelier_relay_refused_total{reason=\"takendown\"} 1"),
         "{metrics}"
     );
+    relay.stop().await;
+    sandbox.shutdown().await;
+}
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn host_limits_account_cap_and_ban() {
+    let sandbox = Sandbox::start().await.expect("sandbox starts");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = relay_config(&sandbox, dir.path());
+    config.limits.per_second = 2;
+    config.limits.accounts_per_host = 1;
+    let relay = Relay::start(config).await;
+    let http = reqwest::Client::new();
+    let mut jet = Jetstream::connect(&relay, "wantedCollections=computer.aesthetic.*").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Erin takes the host's only account slot; her burst of writes goes over 2 events/s.
+    let erin = sandbox.create_account("erin").await.expect("erin");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for i in 0..20 {
+        erin.create_record(MOOD, &mood(&format!("burst {i}")))
+            .await
+            .expect("mood");
+    }
+    let first = jet.next_event("a burst mood").await;
+    assert_eq!(first["did"], erin.did.as_str());
+    // Frank is over the accounts-per-host cap: his events never pass.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let frank = sandbox.create_account("frank").await.expect("frank");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    frank
+        .create_record(MOOD, &mood("frank"))
+        .await
+        .expect("mood");
+    let mut delivered = 1;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(2), jet.ws.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                let ev: Value = serde_json::from_str(text.as_str()).expect("JSON");
+                assert_eq!(ev["did"], erin.did.as_str(), "only erin passes: {ev}");
+                delivered += 1;
+            }
+            Ok(Some(Ok(_))) => {}
+            Ok(other) => panic!("jetstream ended: {other:?}"),
+            Err(_) => break,
+        }
+    }
+    let text = http
+        .get(relay.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let limited = metric(
+        &text,
+        "atelier_relay_refused_total{reason=\"rate_limited\"}",
+    );
+    let capped = metric(
+        &text,
+        "atelier_relay_refused_total{reason=\"account_limit\"}",
+    );
+    eprintln!(
+        "burst: {delivered} of 20 delivered, {limited} rate limited, {capped} over the account cap"
+    );
+    assert!(delivered < 20, "the 2/s limit held some of the burst back");
+    assert!(limited >= 1, "{text}");
+    assert!(capped >= 1, "{text}");
+
+    // A banned host is disconnected: nothing from it passes until it is unbanned, and then
+    // the relay resumes from its stored cursor, so the write made meanwhile arrives.
+    let hosts: Value = http
+        .get(relay.url("/xrpc/com.atproto.sync.listHosts"))
+        .send()
+        .await
+        .expect("listHosts")
+        .json()
+        .await
+        .expect("JSON");
+    let key = hosts["hosts"][0]["hostname"]
+        .as_str()
+        .expect("hostname")
+        .to_owned();
+    let (status, body) = admin(
+        &http,
+        &relay,
+        "/admin/hosts/ban",
+        Some(&relay.token),
+        Some(json!({"hostname": key})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    erin.create_record(MOOD, &mood("while banned"))
+        .await
+        .expect("mood");
+    jet.expect_quiet(Duration::from_secs(2)).await;
+    let status: Value = http
+        .get(relay.url(&format!(
+            "/xrpc/com.atproto.sync.getHostStatus?hostname={key}"
+        )))
+        .send()
+        .await
+        .expect("getHostStatus")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(status["status"], "banned", "{status}");
+    let (code, body) = admin(
+        &http,
+        &relay,
+        "/admin/hosts/unban",
+        Some(&relay.token),
+        Some(json!({"hostname": key})),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let ev = jet.next_event("the mood written while banned").await;
+    assert_eq!(ev["commit"]["record"]["mood"], "while banned");
+
     relay.stop().await;
     sandbox.shutdown().await;
 }
