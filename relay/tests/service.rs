@@ -17,16 +17,21 @@
 //! - per-host limits: a burst over `per_second` is refused (`rate_limited`), an account
 //!   over `accounts_per_host` never passes (`account_limit`); a banned host is disconnected
 //!   (`getHostStatus` says `banned`) and, once unbanned, resumes from its stored cursor so
-//!   a write made while banned still arrives.
+//!   a write made while banned still arrives;
+//! - a subscriber that stops reading is dropped (`ConsumerTooSlow`) while 100 others, fed
+//!   the real firehose corpus through the relay, each receive every event.
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use atelier_relay::filter::FilterRules;
 use atelier_relay::service::{self, RelayConfig, UpstreamConfig, UpstreamKind};
 use atelier_relay::sync::client::ClientConfig;
 use atelier_relay::sync::identity::{Resolver, ResolverConfig};
+use atelier_relay::sync::replay::{self, FrameFile, ReplayConfig};
 use atelier_relay::sync::ssrf::{GuardedClient, SsrfPolicy};
 use atelier_relay::sync::stream::{SyncConfig, SyncEvent, SyncStream};
 use atelier_relay::sync::verify::VerifyMode;
@@ -35,6 +40,8 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
+
+mod support;
 
 /// How long any one step (an event to arrive, a sandbox to start) may take.
 const STEP: Duration = Duration::from_secs(60);
@@ -653,4 +660,152 @@ async fn host_limits_account_cap_and_ban() {
 
     relay.stop().await;
     sandbox.shutdown().await;
+}
+
+/// The firehose corpus as a replay upstream.
+async fn corpus_upstream(rate: f64) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let path = support::corpus_dir().join("frames.bin.zst");
+    let frames = FrameFile::read(&path).expect("corpus frames");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let config = ReplayConfig {
+        rate: Some(rate),
+        ..ReplayConfig::new(frames)
+    };
+    tokio::spawn(replay::run(config, listener, async move {
+        let _ = stopped.await;
+    }));
+    (addr, stop)
+}
+
+async fn metrics_text(http: &reqwest::Client, relay: &Relay) -> String {
+    http.get(relay.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slow_subscriber_is_dropped_and_fast_ones_get_everything() {
+    const FAST: usize = 100;
+    // Eight upstreams each replaying the corpus (each upstream has its own verifier state,
+    // so the copies are not stale to each other): ~6.5 MB per subscriber, more than the
+    // kernel's socket buffers can hide from a subscriber that does not read.
+    let mut upstreams = Vec::new();
+    for _ in 0..8 {
+        upstreams.push(corpus_upstream(300.0).await);
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = RelayConfig {
+        data_dir: dir.path().join("relay"),
+        upstreams: upstreams
+            .iter()
+            .map(|(addr, _)| UpstreamConfig {
+                url: format!("ws://{addr}"),
+                kind: UpstreamKind::Relay,
+                trusted: true,
+            })
+            .collect(),
+        allow_loopback: true,
+        admin_tokens_file: dir.path().join("admin_token"),
+        // Bluesky records stand in for AC ones: the corpus is real network traffic.
+        filter: FilterRules {
+            collections: vec!["app.bsky.*".into()],
+            companions: true,
+        },
+        ..RelayConfig::default()
+    };
+    // Room for bursts (eight upstreams at once) for subscribers that do read; the one that
+    // does not is dropped once a send blocks for a second.
+    config.subscribers.buffer_events = 1024;
+    config.subscribers.send_timeout_secs = 1;
+    // The relay starts following at once; subscribers connect from cursor 0 so they see
+    // everything regardless of when they attach.
+    let relay = Relay::start(config).await;
+    let http = reqwest::Client::new();
+    let url = format!(
+        "ws://{}/xrpc/com.atproto.sync.subscribeRepos?cursor=0",
+        relay.addr
+    );
+
+    // The slow one: a tiny receive buffer, and it never reads.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(2048).expect("SO_RCVBUF");
+    let stream = socket.connect(relay.addr).await.expect("connect");
+    let (slow, _) = tokio_tungstenite::client_async(&url, stream)
+        .await
+        .expect("slow client handshake");
+
+    // Fast subscribers read until they have everything the relay logged (known once the
+    // log stops growing), or until nothing has come for 30 s.
+    let target = Arc::new(AtomicU64::new(u64::MAX));
+    let mut fast = Vec::new();
+    for _ in 0..FAST {
+        let (url, target) = (url.clone(), Arc::clone(&target));
+        fast.push(tokio::spawn(async move {
+            let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.expect("fast");
+            let (mut n, mut bytes) = (0u64, 0usize);
+            let mut last = Instant::now();
+            while n < target.load(Ordering::SeqCst) && last.elapsed() < Duration::from_secs(30) {
+                match tokio::time::timeout(Duration::from_millis(200), ws.next()).await {
+                    Ok(Some(Ok(Message::Binary(b)))) => {
+                        n += 1;
+                        bytes += b.len();
+                        last = Instant::now();
+                    }
+                    Ok(Some(Ok(_))) | Err(_) => {}
+                    Ok(None | Some(Err(_))) => break,
+                }
+            }
+            (n, bytes)
+        }));
+    }
+    let mut logged = 0;
+    let mut stable_since = Instant::now();
+    let deadline = Instant::now() + STEP;
+    while stable_since.elapsed() < Duration::from_secs(2) {
+        assert!(Instant::now() < deadline, "ingest did not settle");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = metric(
+            &metrics_text(&http, &relay).await,
+            "atelier_relay_log_latest_seq",
+        );
+        if now != logged || now == 0 {
+            logged = now;
+            stable_since = Instant::now();
+        }
+    }
+    target.store(logged, Ordering::SeqCst);
+    let mut counts = Vec::new();
+    for f in fast {
+        counts.push(f.await.expect("fast subscriber"));
+    }
+    let text = metrics_text(&http, &relay).await;
+    let logged = metric(&text, "atelier_relay_log_latest_seq");
+    let dropped = metric(&text, "atelier_relay_subscribers_dropped_total");
+    eprintln!(
+        "{logged} events logged; fast subscribers got {:?} frames ({} bytes each); {dropped} dropped",
+        counts
+            .iter()
+            .map(|c| c.0)
+            .collect::<std::collections::BTreeSet<_>>(),
+        counts[0].1
+    );
+    assert!(
+        logged > 8 * 100,
+        "most corpus commits pass app.bsky.*: {text}"
+    );
+    assert!(
+        counts.iter().all(|(n, _)| *n == logged),
+        "every fast subscriber got every event: {counts:?} of {logged}"
+    );
+    assert_eq!(dropped, 1, "the slow subscriber was dropped: {text}");
+    drop(slow);
+    relay.stop().await;
 }
