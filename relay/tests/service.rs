@@ -18,6 +18,8 @@
 //!   over `accounts_per_host` never passes (`account_limit`); a banned host is disconnected
 //!   (`getHostStatus` says `banned`) and, once unbanned, resumes from its stored cursor so
 //!   a write made while banned still arrives;
+//! - `requestCrawl` in allow-list mode: other hosts are refused (403), malformed names get
+//!   400 with the reason, the allowed PDS is checked (`describeServer`), added and followed;
 //! - a subscriber that stops reading is dropped (`ConsumerTooSlow`) while 100 others, fed
 //!   the real firehose corpus through the relay, each receive every event.
 
@@ -808,4 +810,78 @@ async fn slow_subscriber_is_dropped_and_fast_ones_get_everything() {
     assert_eq!(dropped, 1, "the slow subscriber was dropped: {text}");
     drop(slow);
     relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn request_crawl_follows_allowed_pds_hosts_only() {
+    let sandbox = Sandbox::start().await.expect("sandbox starts");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pds_host = sandbox
+        .pds_url()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let mut config = relay_config(&sandbox, dir.path());
+    config.upstreams.clear();
+    config.crawl.allow = vec![pds_host.clone()];
+    let relay = Relay::start(config).await;
+    let http = reqwest::Client::new();
+    let crawl = |hostname: &str| {
+        let req = http
+            .post(relay.url("/xrpc/com.atproto.sync.requestCrawl"))
+            .json(&json!({ "hostname": hostname }));
+        async move {
+            let resp = req.send().await.expect("requestCrawl");
+            let status = resp.status().as_u16();
+            (status, resp.text().await.unwrap_or_default())
+        }
+    };
+    let cases: &[(&str, u16, &str)] = &[
+        (
+            "pds.example.com",
+            403,
+            "not accepted by this relay's crawl policy",
+        ),
+        ("https://pds.example.com/x", 400, "bare hostname"),
+        ("", 400, "empty"),
+    ];
+    for (hostname, status, text) in cases {
+        let (got, body) = crawl(hostname).await;
+        assert_eq!(got, *status, "{hostname:?}: {body}");
+        assert!(body.contains(text), "{hostname:?}: {body}");
+    }
+    let hosts: Value = http
+        .get(relay.url("/xrpc/com.atproto.sync.listHosts"))
+        .send()
+        .await
+        .expect("listHosts")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(hosts["hosts"].as_array().map(Vec::len), Some(0), "{hosts}");
+
+    // The allowed PDS: added, followed, and its AC events flow.
+    let (got, body) = crawl(&pds_host).await;
+    assert_eq!(got, 200, "{body}");
+    let mut jet = Jetstream::connect(&relay, "wantedCollections=computer.aesthetic.*").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let gina = sandbox.create_account("gina").await.expect("gina");
+    gina.create_record(MOOD, &mood("crawled"))
+        .await
+        .expect("mood");
+    let ev = jet.next_event("a mood from the crawled PDS").await;
+    assert_eq!(ev["commit"]["record"]["mood"], "crawled");
+    let status: Value = http
+        .get(relay.url(&format!(
+            "/xrpc/com.atproto.sync.getHostStatus?hostname={pds_host}"
+        )))
+        .send()
+        .await
+        .expect("getHostStatus")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(status["status"], "active", "{status}");
+    relay.stop().await;
+    sandbox.shutdown().await;
 }

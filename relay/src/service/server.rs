@@ -530,9 +530,15 @@ async fn request_crawl(
     };
     // The host must be a PDS: it answers describeServer (fetched through the SSRF guard).
     let describe = format!("{http}://{host}/xrpc/com.atproto.server.describeServer");
-    match shared.guard.check_url(&describe).await {
-        Ok(_) => {}
-        Err(e) => return invalid(format!("{host} is not allowed: {e}")),
+    match shared.guard.get_json::<serde_json::Value>(&describe).await {
+        Ok(doc) if doc.get("did").and_then(|d| d.as_str()).is_some() => {}
+        Ok(_) => {
+            return invalid(format!(
+                "{host} does not look like a PDS: its describeServer has no `did`"
+            ));
+        }
+        Err(e) if e.is_refusal() => return invalid(format!("{host} is not allowed: {e}")),
+        Err(e) => return invalid(format!("{host} did not answer describeServer: {e}")),
     }
     let url = match upstream_url(&format!("{ws}://{host}")) {
         Ok(u) => u,
