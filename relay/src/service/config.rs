@@ -196,7 +196,7 @@ impl LogSettings {
             fsync,
             retention: Retention {
                 max_age: (self.retention_hours > 0).then(|| hours(self.retention_hours)),
-                max_total_bytes: (self.retention_mb > 0).then(|| self.retention_mb << 20),
+                max_total_bytes: (self.retention_mb > 0).then_some(self.retention_mb << 20),
             },
             ..LogConfig::default()
         }

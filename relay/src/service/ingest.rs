@@ -175,6 +175,9 @@ pub(crate) struct Item {
     what: What,
 }
 
+// Nearly every item is an event; boxing it would add an allocation per event to save
+// space only in the rare refusal.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum What {
     Event(SyncEvent),

@@ -626,11 +626,13 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
 
 // ---- admin API ----
 
-fn authorize(shared: &Shared, remote: SocketAddr, headers: &HeaderMap) -> Result<(), Response> {
+/// The refusal to send when the request is not authorized; `None` lets it through.
+fn refusal(shared: &Shared, remote: SocketAddr, headers: &HeaderMap) -> Option<Response> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    shared.admin.check(remote.ip(), given).map_err(|r| match r {
+    let refused = shared.admin.check(remote.ip(), given).err()?;
+    Some(match refused {
         Refusal::Unauthorized => xrpc_error(
             StatusCode::UNAUTHORIZED,
             "AuthenticationRequired",
@@ -646,7 +648,7 @@ fn authorize(shared: &Shared, remote: SocketAddr, headers: &HeaderMap) -> Result
 
 macro_rules! admin {
     ($shared:expr, $remote:expr, $headers:expr) => {
-        if let Err(r) = authorize(&$shared, $remote, &$headers) {
+        if let Some(r) = refusal(&$shared, $remote, &$headers) {
             return r;
         }
     };
