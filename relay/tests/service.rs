@@ -408,26 +408,12 @@ async fn pds_to_relay_to_both_endpoints() {
     assert_eq!(status, 429);
 
     // listHosts (public) names the PDS host.
-    let hosts: Value = http
-        .get(relay.url("/xrpc/com.atproto.sync.listHosts"))
-        .send()
-        .await
-        .expect("listHosts")
-        .json()
-        .await
-        .expect("JSON");
+    let hosts: Value = get_json(&http, &relay, "/xrpc/com.atproto.sync.listHosts").await;
     let listed = hosts["hosts"].as_array().expect("hosts");
     assert_eq!(listed.len(), 1, "{hosts}");
     assert_eq!(listed[0]["status"], "active", "{hosts}");
 
-    let metrics = http
-        .get(relay.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics_text(&http, &relay).await;
     assert!(
         metrics.contains("atelier_relay_events_out_total{kind=\"commit\"} 2"),
         "{metrics}"
@@ -521,14 +507,7 @@ async fn takedown_emits_account_and_holds_back_commits() {
     };
     assert_eq!(ev["commit"]["record"]["mood"], "three");
 
-    let metrics = http
-        .get(relay.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics_text(&http, &relay).await;
     assert!(
         metrics.contains("atelier_relay_refused_total{reason=\"takendown\"} 1"),
         "{metrics}"
@@ -587,14 +566,7 @@ async fn host_limits_account_cap_and_ban() {
             Err(_) => break,
         }
     }
-    let text = http
-        .get(relay.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = metrics_text(&http, &relay).await;
     let limited = metric(
         &text,
         "atelier_relay_refused_total{reason=\"rate_limited\"}",
@@ -612,14 +584,7 @@ async fn host_limits_account_cap_and_ban() {
 
     // A banned host is disconnected: nothing from it passes until it is unbanned, and then
     // the relay resumes from its stored cursor, so the write made meanwhile arrives.
-    let hosts: Value = http
-        .get(relay.url("/xrpc/com.atproto.sync.listHosts"))
-        .send()
-        .await
-        .expect("listHosts")
-        .json()
-        .await
-        .expect("JSON");
+    let hosts: Value = get_json(&http, &relay, "/xrpc/com.atproto.sync.listHosts").await;
     let key = hosts["hosts"][0]["hostname"]
         .as_str()
         .expect("hostname")
@@ -638,16 +603,12 @@ async fn host_limits_account_cap_and_ban() {
         .await
         .expect("mood");
     jet.expect_quiet(Duration::from_secs(2)).await;
-    let status: Value = http
-        .get(relay.url(&format!(
-            "/xrpc/com.atproto.sync.getHostStatus?hostname={key}"
-        )))
-        .send()
-        .await
-        .expect("getHostStatus")
-        .json()
-        .await
-        .expect("JSON");
+    let status: Value = get_json(
+        &http,
+        &relay,
+        &format!("/xrpc/com.atproto.sync.getHostStatus?hostname={key}"),
+    )
+    .await;
     assert_eq!(status["status"], "banned", "{status}");
     let (code, body) = admin(
         &http,
@@ -682,6 +643,11 @@ async fn corpus_upstream(rate: f64) -> (SocketAddr, tokio::sync::oneshot::Sender
         let _ = stopped.await;
     }));
     (addr, stop)
+}
+
+async fn get_json(http: &reqwest::Client, relay: &Relay, path: &str) -> Value {
+    let resp = http.get(relay.url(path)).send().await.expect("GET");
+    resp.json().await.expect("JSON")
 }
 
 async fn metrics_text(http: &reqwest::Client, relay: &Relay) -> String {
@@ -851,14 +817,7 @@ async fn request_crawl_follows_allowed_pds_hosts_only() {
         assert_eq!(got, *status, "{hostname:?}: {body}");
         assert!(body.contains(text), "{hostname:?}: {body}");
     }
-    let hosts: Value = http
-        .get(relay.url("/xrpc/com.atproto.sync.listHosts"))
-        .send()
-        .await
-        .expect("listHosts")
-        .json()
-        .await
-        .expect("JSON");
+    let hosts: Value = get_json(&http, &relay, "/xrpc/com.atproto.sync.listHosts").await;
     assert_eq!(hosts["hosts"].as_array().map(Vec::len), Some(0), "{hosts}");
 
     // The allowed PDS: added, followed, and its AC events flow.
@@ -872,16 +831,12 @@ async fn request_crawl_follows_allowed_pds_hosts_only() {
         .expect("mood");
     let ev = jet.next_event("a mood from the crawled PDS").await;
     assert_eq!(ev["commit"]["record"]["mood"], "crawled");
-    let status: Value = http
-        .get(relay.url(&format!(
-            "/xrpc/com.atproto.sync.getHostStatus?hostname={pds_host}"
-        )))
-        .send()
-        .await
-        .expect("getHostStatus")
-        .json()
-        .await
-        .expect("JSON");
+    let status: Value = get_json(
+        &http,
+        &relay,
+        &format!("/xrpc/com.atproto.sync.getHostStatus?hostname={pds_host}"),
+    )
+    .await;
     assert_eq!(status["status"], "active", "{status}");
     relay.stop().await;
     sandbox.shutdown().await;
