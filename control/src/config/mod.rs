@@ -100,7 +100,8 @@ pub fn parse(text: &str, origin: &str) -> Result<AtelierConfig, ConfigError> {
 }
 
 /// Parses `text` and runs [`AtelierConfig::check`] with relative paths taken from
-/// `base_dir`; a check error gets the line of its key when the key is in `text`.
+/// `base_dir`; a check error gets the line of its key, or of the nearest section holding
+/// it when the key itself is not in `text`.
 pub fn parse_and_check(
     text: &str,
     origin: &str,
