@@ -20,6 +20,9 @@
 //!   a write made while banned still arrives;
 //! - `requestCrawl` in allow-list mode: other hosts are refused (403), malformed names get
 //!   400 with the reason, the allowed PDS is checked (`describeServer`), added and followed;
+//! - a faulty upstream (a garbage message, a truncated frame, a flipped byte, an abort)
+//!   is counted by reason (`bad_frame`) and resumed from its cursor, losing nothing, while
+//!   a clean upstream beside it is unaffected;
 //! - a subscriber that stops reading is dropped (`ConsumerTooSlow`) while 100 others, fed
 //!   the real firehose corpus through the relay, each receive every event.
 
@@ -33,7 +36,7 @@ use atelier_relay::filter::FilterRules;
 use atelier_relay::service::{self, RelayConfig, UpstreamConfig, UpstreamKind};
 use atelier_relay::sync::client::ClientConfig;
 use atelier_relay::sync::identity::{Resolver, ResolverConfig};
-use atelier_relay::sync::replay::{self, FrameFile, ReplayConfig};
+use atelier_relay::sync::replay::{self, Fault, FaultKind, FrameFile, ReplayConfig};
 use atelier_relay::sync::ssrf::{GuardedClient, SsrfPolicy};
 use atelier_relay::sync::stream::{SyncConfig, SyncEvent, SyncStream};
 use atelier_relay::sync::verify::VerifyMode;
@@ -628,6 +631,14 @@ async fn host_limits_account_cap_and_ban() {
 
 /// The firehose corpus as a replay upstream.
 async fn corpus_upstream(rate: f64) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    corpus_upstream_with(rate, Vec::new()).await
+}
+
+/// The firehose corpus as a replay upstream that injects `faults`.
+async fn corpus_upstream_with(
+    rate: f64,
+    faults: Vec<Fault>,
+) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let path = support::corpus_dir().join("frames.bin.zst");
     let frames = FrameFile::read(&path).expect("corpus frames");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -637,6 +648,7 @@ async fn corpus_upstream(rate: f64) -> (SocketAddr, tokio::sync::oneshot::Sender
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let config = ReplayConfig {
         rate: Some(rate),
+        faults,
         ..ReplayConfig::new(frames)
     };
     tokio::spawn(replay::run(config, listener, async move {
@@ -840,4 +852,104 @@ async fn request_crawl_follows_allowed_pds_hosts_only() {
     assert_eq!(status["status"], "active", "{status}");
     relay.stop().await;
     sandbox.shutdown().await;
+}
+
+/// A relay following two corpus upstreams (trusted, `app.bsky.*` standing in for AC).
+fn corpus_relay_config(dir: &Path, upstreams: &[SocketAddr]) -> RelayConfig {
+    RelayConfig {
+        data_dir: dir.join("relay"),
+        upstreams: upstreams
+            .iter()
+            .map(|addr| UpstreamConfig {
+                url: format!("ws://{addr}"),
+                kind: UpstreamKind::Relay,
+                trusted: true,
+            })
+            .collect(),
+        allow_loopback: true,
+        admin_tokens_file: dir.join("admin_token"),
+        filter: FilterRules {
+            collections: vec!["app.bsky.*".into()],
+            companions: true,
+        },
+        ..RelayConfig::default()
+    }
+}
+
+/// Waits until the relay's log has stopped growing for 2 s; returns its latest seq.
+async fn settled(http: &reqwest::Client, relay: &Relay) -> u64 {
+    let mut logged = 0;
+    let mut stable_since = Instant::now();
+    let deadline = Instant::now() + STEP;
+    while stable_since.elapsed() < Duration::from_secs(2) {
+        assert!(Instant::now() < deadline, "ingest did not settle");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = metric(
+            &metrics_text(http, relay).await,
+            "atelier_relay_log_latest_seq",
+        );
+        if now != logged || now == 0 {
+            logged = now;
+            stable_since = Instant::now();
+        }
+    }
+    logged
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn faulty_upstream_is_counted_and_others_are_unaffected() {
+    let (clean, _stop_clean) = corpus_upstream(500.0).await;
+    let faults = vec![
+        Fault {
+            at: 10,
+            kind: FaultKind::Inject(bytes::Bytes::from_static(b"\xa2garbage")),
+        },
+        Fault {
+            at: 20,
+            kind: FaultKind::Truncate { len: 40 },
+        },
+        Fault {
+            at: 30,
+            kind: FaultKind::FlipByte { offset: 3 },
+        },
+        Fault {
+            at: 40,
+            kind: FaultKind::Abort,
+        },
+    ];
+    let (faulty, _stop_faulty) = corpus_upstream_with(500.0, faults).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = Relay::start(corpus_relay_config(dir.path(), &[clean, faulty])).await;
+    let http = reqwest::Client::new();
+    let logged = settled(&http, &relay).await;
+    let text = metrics_text(&http, &relay).await;
+    let events = |addr: SocketAddr| {
+        metric(
+            &text,
+            &format!("atelier_relay_host_events_total{{host=\"{addr}\"}}"),
+        )
+    };
+    eprintln!(
+        "{logged} logged; clean host {} events, faulty host {}",
+        events(clean),
+        events(faulty)
+    );
+    let refused: u64 = text
+        .lines()
+        .filter(|l| l.starts_with("atelier_relay_refused_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(
+        refused >= 2,
+        "the corrupted frames are refused and counted by reason: {text}"
+    );
+    assert_eq!(
+        events(clean),
+        150,
+        "the clean host delivered its whole corpus: {text}"
+    );
+    // Both hosts' verified commits are logged: the clean one's all, the faulty one's all
+    // but those it corrupted.
+    assert!(logged >= 147 + 140, "{logged}: {text}");
+    relay.stop().await;
 }

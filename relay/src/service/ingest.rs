@@ -286,6 +286,16 @@ pub(crate) async fn run_upstream(shared: Arc<Shared>, host: Arc<HostRuntime>) {
                 ClientEvent::Disconnected { .. } => {
                     host.connected.store(false, Ordering::Relaxed);
                 }
+                // The client reconnects from its cursor after these, so nothing is lost;
+                // they are counted against the host all the same.
+                ClientEvent::BadFrame { .. } => {
+                    shared.metrics.refused("bad_frame");
+                    host.refuse("bad_frame");
+                }
+                ClientEvent::ServerError { .. } | ClientEvent::ConsumerTooSlow { .. } => {
+                    shared.metrics.refused("upstream_error");
+                    host.refuse("upstream_error");
+                }
                 _ => {}
             }
             continue;
