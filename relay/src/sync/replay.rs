@@ -920,6 +920,9 @@ async fn subscribe(
 
 /// Paces sends: a token bucket of one token refilled at `rate` per second (the generic cell
 /// rate algorithm), so the long-run rate holds even when a send runs late.
+/// How far behind schedule the pacer lets a sender run before it stops catching up.
+const PACER_BURST: Duration = Duration::from_millis(20);
+
 #[derive(Debug)]
 struct Pacer {
     interval: Option<Duration>,
@@ -941,8 +944,10 @@ impl Pacer {
 
     fn consume(&mut self) {
         if let Some(interval) = self.interval {
-            // A late send does not bank credit beyond one frame.
-            self.next = self.next.max(Instant::now() - interval) + interval;
+            // A late sender may catch up by at most `PACER_BURST` worth of frames sent back
+            // to back: the timer ticks in milliseconds, so rates above ~1000 frames/s are
+            // only reachable in bursts.
+            self.next = self.next.max(Instant::now() - PACER_BURST) + interval;
         }
     }
 }
@@ -994,7 +999,12 @@ async fn stream_frames(
                 // Pings are answered by tungstenite as it reads.
                 Some(Ok(_)) => continue,
             },
-            () = tokio::time::sleep_until(ready), if more => {}
+            // A deadline already passed goes at once (a timer would wait for its next tick).
+            () = async {
+                if ready > Instant::now() {
+                    tokio::time::sleep_until(ready).await;
+                }
+            }, if more => {}
         }
         pacer.consume();
         let mut frame = Some(shared.frames[index].clone());
