@@ -275,7 +275,7 @@ pub(crate) async fn run_upstream(shared: Arc<Shared>, host: Arc<HostRuntime>) {
             return;
         }
     };
-    info!(host = %host.host, url = %row.url, cursor, "following upstream");
+    info!(host = %host.host, url = %row.url, cursor = ?(cursor >= 0).then_some(cursor), "following upstream");
     let upstream_key = url::Url::parse(&row.url)
         .map(|u| host_key(&u))
         .unwrap_or_default();
