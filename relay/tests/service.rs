@@ -23,6 +23,8 @@
 //! - a faulty upstream (a garbage message, a truncated frame, a flipped byte, an abort)
 //!   is counted by reason (`bad_frame`) and resumed from its cursor, losing nothing, while
 //!   a clean upstream beside it is unaffected;
+//! - `compress=true` Jetstream frames decompress (with the installed dictionary) to exactly
+//!   the plain subscriber's JSON;
 //! - a subscriber that stops reading is dropped (`ConsumerTooSlow`) while 100 others, fed
 //!   the real firehose corpus through the relay, each receive every event.
 
@@ -951,5 +953,56 @@ async fn faulty_upstream_is_counted_and_others_are_unaffected() {
     // Both hosts' verified commits are logged: the clean one's all, the faulty one's all
     // but those it corrupted.
     assert!(logged >= 147 + 140, "{logged}: {text}");
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn compressed_jetstream_matches_plain_json() {
+    use atelier_relay::jetstream::zstd::{Dictionary, decompress, dictionary_path};
+    // The dictionary install.sh puts in place; a missing one fails here, naming the path.
+    let dict = Dictionary::load(&dictionary_path(None)).expect("Jetstream zstd dictionary");
+    let (upstream, _stop) = corpus_upstream(1000.0).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = Relay::start(corpus_relay_config(dir.path(), &[upstream])).await;
+    let http = reqwest::Client::new();
+    // Both live from the start, then caught up from the log: the writer compresses only
+    // while a compress=true subscriber is connected, the subscriber itself otherwise.
+    let query = "wantedCollections=app.bsky.*&cursor=0";
+    let mut plain = Jetstream::connect(&relay, query).await;
+    let (mut zipped, _) = tokio_tungstenite::connect_async(format!(
+        "ws://{}/subscribe?{query}&compress=true",
+        relay.addr
+    ))
+    .await
+    .expect("compressed subscriber");
+    let logged = settled(&http, &relay).await;
+    assert!(logged > 100, "{logged}");
+    let mut n = 0;
+    loop {
+        let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(2), zipped.next()).await
+        else {
+            break;
+        };
+        let Message::Binary(frame) = msg else {
+            continue;
+        };
+        let json = decompress(&dict, &frame, 1 << 20).expect("a zstd frame with the dictionary");
+        let text = plain
+            .ws
+            .next()
+            .await
+            .expect("plain event")
+            .expect("plain message");
+        let Message::Text(text) = text else {
+            panic!("plain subscriber got {text:?}");
+        };
+        assert_eq!(
+            json,
+            text.as_bytes(),
+            "event {n}: compressed differs from plain"
+        );
+        n += 1;
+    }
+    assert!(n >= 147, "only {n} compressed events");
     relay.stop().await;
 }

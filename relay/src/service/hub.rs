@@ -26,6 +26,8 @@ pub(crate) struct Hub {
     count: AtomicUsize,
     next_id: AtomicU64,
     registry: Mutex<BTreeMap<u64, Arc<SubscriberInfo>>>,
+    /// Subscribers asking for zstd frames (the writer compresses only when there is one).
+    compressing: AtomicUsize,
     /// Subscribers dropped for being too slow.
     pub(crate) dropped_slow: AtomicU64,
 }
@@ -47,11 +49,15 @@ pub(crate) struct SubscriberInfo {
 pub(crate) struct Registration {
     hub: Arc<Hub>,
     pub(crate) info: Arc<SubscriberInfo>,
+    compress: bool,
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
         self.hub.count.fetch_sub(1, Ordering::Relaxed);
+        if self.compress {
+            self.hub.compressing.fetch_sub(1, Ordering::Relaxed);
+        }
         if let Ok(mut reg) = self.hub.registry.lock() {
             reg.remove(&self.info.id);
         }
@@ -67,8 +73,14 @@ impl Hub {
             count: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
             registry: Mutex::new(BTreeMap::new()),
+            compressing: AtomicUsize::new(0),
             dropped_slow: AtomicU64::new(0),
         }
+    }
+
+    /// How many subscribers want zstd frames.
+    pub(crate) fn compressing(&self) -> usize {
+        self.compressing.load(Ordering::Relaxed)
     }
 
     /// Publishes an event the log has just accepted.
@@ -95,6 +107,7 @@ impl Hub {
         self: &Arc<Self>,
         endpoint: &'static str,
         remote: SocketAddr,
+        compress: bool,
     ) -> Option<Registration> {
         let prev = self.count.fetch_add(1, Ordering::Relaxed);
         if prev >= self.max {
@@ -112,9 +125,13 @@ impl Hub {
         if let Ok(mut reg) = self.registry.lock() {
             reg.insert(info.id, Arc::clone(&info));
         }
+        if compress {
+            self.compressing.fetch_add(1, Ordering::Relaxed);
+        }
         Some(Registration {
             hub: Arc::clone(self),
             info,
+            compress,
         })
     }
 

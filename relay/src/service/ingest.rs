@@ -554,12 +554,16 @@ impl Writer {
         payload::encode(&mut self.buf, host, upstream_seq, &frame, &jetstream);
         let got = self.log.append(time_us, kind, did, &self.buf)?;
         debug_assert_eq!(got, seq);
+        // Compressed once here for every `compress=true` subscriber, and only when there is
+        // one. All or nothing: subscribers pair frames with events by index, and without
+        // them compress for themselves.
         let zstd = match self.compressor.as_mut() {
-            Some(c) => jetstream
+            Some(c) if self.shared.hub.compressing() > 0 => jetstream
                 .iter()
-                .filter_map(|ev| c.compress(&ev.json).ok())
-                .collect(),
-            None => Vec::new(),
+                .map(|ev| c.compress(&ev.json))
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap_or_default(),
+            _ => Vec::new(),
         };
         self.shared.metrics.event_out(name);
         self.shared.hub.publish(Arc::new(RelayEvent {

@@ -79,6 +79,34 @@ fn invalid(message: impl Into<String>) -> Response {
     xrpc_error(StatusCode::BAD_REQUEST, "InvalidRequest", message)
 }
 
+fn internal(error: impl std::fmt::Display) -> Response {
+    xrpc_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "InternalServerError",
+        error.to_string(),
+    )
+}
+
+/// The followed host named by `given` (normalized first), or the error response:
+/// `InvalidRequest` for a malformed name, `HostNotFound` with `not_found` for an unknown
+/// one (400 for the XRPC method, 404 for the admin API).
+// The error is handed straight back to axum, once per request: boxing it buys nothing.
+#[allow(clippy::result_large_err)]
+fn find_host(
+    shared: &Shared,
+    given: &str,
+    not_found: StatusCode,
+) -> Result<Arc<HostRuntime>, Response> {
+    let host = normalize_host(given).map_err(invalid)?;
+    shared.host_by_name(&host).ok_or_else(|| {
+        xrpc_error(
+            not_found,
+            "HostNotFound",
+            format!("{host} is not known to this relay"),
+        )
+    })
+}
+
 // ---- subscribeRepos ----
 
 async fn subscribe_repos(
@@ -92,7 +120,7 @@ async fn subscribe_repos(
         Some(Ok(c)) if c >= 0 => Some(c as u64),
         Some(_) => return invalid("cursor must be a non-negative integer"),
     };
-    let Some(registration) = shared.hub.register("subscribeRepos", remote) else {
+    let Some(registration) = shared.hub.register("subscribeRepos", remote, false) else {
         return xrpc_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "NotEnoughResources",
@@ -272,7 +300,7 @@ async fn subscribe_jetstream(
     } else {
         None
     };
-    let Some(registration) = shared.hub.register("jetstream", remote) else {
+    let Some(registration) = shared.hub.register("jetstream", remote, options.compress) else {
         return (StatusCode::SERVICE_UNAVAILABLE, "subscriber limit reached").into_response();
     };
     ws.on_upgrade(move |socket| serve_jetstream(shared, socket, options, compressor, registration))
@@ -448,17 +476,9 @@ async fn get_host_status(
     let Some(given) = params.hostname else {
         return invalid("hostname is required");
     };
-    let host = match normalize_host(&given) {
-        Ok(h) => h,
-        Err(e) => return invalid(e),
-    };
-    match shared.host_by_name(&host) {
-        Some(h) => Json(host_view(&h)).into_response(),
-        None => xrpc_error(
-            StatusCode::BAD_REQUEST,
-            "HostNotFound",
-            format!("{host} is not known to this relay"),
-        ),
+    match find_host(&shared, &given, StatusCode::BAD_REQUEST) {
+        Ok(h) => Json(host_view(&h)).into_response(),
+        Err(response) => response,
     }
 }
 
@@ -555,11 +575,7 @@ async fn request_crawl(
         .await
     {
         Ok(_) => Json(json!({})).into_response(),
-        Err(e) => xrpc_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalServerError",
-            e.to_string(),
-        ),
+        Err(e) => internal(e),
     }
 }
 
@@ -721,32 +737,17 @@ async fn admin_add_host(
         .await
     {
         Ok(h) => Json(host_view(&h)).into_response(),
-        Err(e) => xrpc_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalServerError",
-            e.to_string(),
-        ),
+        Err(e) => internal(e),
     }
 }
 
 async fn set_ban(shared: Arc<Shared>, hostname: &str, banned: bool) -> Response {
-    let host = match normalize_host(hostname) {
+    let h = match find_host(&shared, hostname, StatusCode::NOT_FOUND) {
         Ok(h) => h,
-        Err(e) => return invalid(e),
-    };
-    let Some(h) = shared.host_by_name(&host) else {
-        return xrpc_error(
-            StatusCode::NOT_FOUND,
-            "HostNotFound",
-            format!("{host} is not known"),
-        );
+        Err(response) => return response,
     };
     if let Err(e) = shared.store.set_banned(h.id, banned).await {
-        return xrpc_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalServerError",
-            e.to_string(),
-        );
+        return internal(e);
     }
     let was_banned = {
         let Ok(mut row) = h.row.lock() else {
@@ -768,7 +769,7 @@ async fn set_ban(shared: Arc<Shared>, hostname: &str, banned: bool) -> Response 
         }
         tokio::spawn(super::ingest::run_upstream(Arc::clone(&shared), runtime));
     }
-    Json(json!({ "hostname": host, "banned": banned })).into_response()
+    Json(json!({ "hostname": h.host, "banned": banned })).into_response()
 }
 
 async fn admin_ban(
@@ -816,16 +817,9 @@ async fn admin_limits(
         Ok(b) => b,
         Err(e) => return invalid(e.body_text()),
     };
-    let host = match normalize_host(&body.hostname) {
+    let h = match find_host(&shared, &body.hostname, StatusCode::NOT_FOUND) {
         Ok(h) => h,
-        Err(e) => return invalid(e),
-    };
-    let Some(h) = shared.host_by_name(&host) else {
-        return xrpc_error(
-            StatusCode::NOT_FOUND,
-            "HostNotFound",
-            format!("{host} is not known"),
-        );
+        Err(response) => return response,
     };
     if let Some(l) = &body.limits
         && (l.per_second == 0 || l.per_hour == 0 || l.per_day == 0 || l.accounts_per_host == 0)
@@ -833,16 +827,12 @@ async fn admin_limits(
         return invalid("every limit must be more than 0");
     }
     if let Err(e) = shared.store.set_limits(h.id, body.limits).await {
-        return xrpc_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalServerError",
-            e.to_string(),
-        );
+        return internal(e);
     }
     if let Ok(mut row) = h.row.lock() {
         row.limits = body.limits;
     }
-    Json(json!({ "hostname": host, "limits": body.limits.unwrap_or(shared.config.limits) }))
+    Json(json!({ "hostname": h.host, "limits": body.limits.unwrap_or(shared.config.limits) }))
         .into_response()
 }
 
@@ -946,11 +936,7 @@ async fn set_takedown(shared: Arc<Shared>, body: TakedownBody, takendown: bool) 
         .set_takedown(&body.did, reason.as_deref(), now_us())
         .await
     {
-        return xrpc_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalServerError",
-            e.to_string(),
-        );
+        return internal(e);
     }
     if let Ok(mut t) = shared.takedowns.write() {
         if takendown {
