@@ -76,6 +76,21 @@ pub fn init_tracing(verbose: u8) {
         .try_init();
 }
 
+/// The one-line message for a failed command: the error and each cause, leaving out a
+/// cause whose text the message already holds (most of our error types print their source
+/// in their own message, and anyhow's `{:#}` would print it a second time).
+pub fn error_message(err: &anyhow::Error) -> String {
+    let mut message = err.to_string();
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+    }
+    message
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {

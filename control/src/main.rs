@@ -9,7 +9,7 @@ fn main() -> std::process::ExitCode {
     match atelier_control::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("atelier: {err:#}");
+            eprintln!("atelier: {}", atelier_control::cli::error_message(&err));
             std::process::ExitCode::FAILURE
         }
     }

@@ -245,3 +245,18 @@ fn relay_replay_refuses_a_missing_frame_file() {
         "names the file: {err}"
     );
 }
+
+#[test]
+fn relay_with_a_missing_config_names_the_file_and_the_reason_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("nope.yaml");
+    let out = atelier(&["relay", "--config", missing.to_str().expect("utf-8 path")]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("nope.yaml"), "{stderr}");
+    assert_eq!(
+        stderr.matches("No such file or directory").count(),
+        1,
+        "the cause is printed once: {stderr}"
+    );
+}
