@@ -705,9 +705,10 @@ async fn slow_subscriber_is_dropped_and_fast_ones_get_everything() {
         ..RelayConfig::default()
     };
     // The default live buffer (4096 events) is more than the whole run, so a subscriber
-    // that reads can only be dropped by a send blocking for 2 s; the one that does not read
-    // is dropped that way once the kernel's socket buffers are full.
-    config.subscribers.send_timeout_secs = 2;
+    // that reads can only be dropped by a send blocking for 5 s; the one that does not read
+    // is dropped that way once the kernel's socket buffers are full. (At 2 s, a CI run on
+    // 2 busy cores starved 5 of the 100 readers long enough to drop them.)
+    config.subscribers.send_timeout_secs = 5;
     // The relay starts following at once; subscribers connect from cursor 0 so they see
     // everything regardless of when they attach.
     let relay = Relay::start(config).await;
@@ -774,6 +775,16 @@ async fn slow_subscriber_is_dropped_and_fast_ones_get_everything() {
         counts.iter().all(|(n, _)| *n == logged),
         "every fast subscriber got every event: {counts:?} of {logged}"
     );
+    // The slow one goes once a send has been blocked for the timeout: wait for it.
+    let deadline = Instant::now() + STEP;
+    let mut dropped = dropped;
+    while dropped == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        dropped = metric(
+            &metrics_text(&http, &relay).await,
+            "atelier_relay_subscribers_dropped_total",
+        );
+    }
     assert_eq!(dropped, 1, "the slow subscriber was dropped: {text}");
     drop(slow);
     relay.stop().await;
