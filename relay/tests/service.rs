@@ -24,21 +24,20 @@
 //!   is counted by reason (`bad_frame`) and resumed from its cursor, losing nothing, while
 //!   a clean upstream beside it is unaffected;
 //! - `compress=true` Jetstream frames decompress (with the installed dictionary) to exactly
-//!   the plain subscriber's JSON;
-//! - a subscriber that stops reading is dropped (`ConsumerTooSlow`) while 100 others, fed
-//!   the real firehose corpus through the relay, each receive every event.
+//!   the plain subscriber's JSON.
+//!
+//! The slow-subscriber load test lives in `fanout.rs`, its own test binary, so it never
+//! shares the machine's cores with these.
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use atelier_relay::filter::FilterRules;
-use atelier_relay::service::{self, RelayConfig, UpstreamConfig, UpstreamKind};
+use atelier_relay::service::{RelayConfig, UpstreamConfig, UpstreamKind};
 use atelier_relay::sync::client::ClientConfig;
 use atelier_relay::sync::identity::{Resolver, ResolverConfig};
-use atelier_relay::sync::replay::{self, Fault, FaultKind, FrameFile, ReplayConfig};
+use atelier_relay::sync::replay::{Fault, FaultKind};
 use atelier_relay::sync::ssrf::{GuardedClient, SsrfPolicy};
 use atelier_relay::sync::stream::{SyncConfig, SyncEvent, SyncStream};
 use atelier_relay::sync::verify::VerifyMode;
@@ -50,72 +49,13 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
 
 mod support;
 
-/// How long any one step (an event to arrive, a sandbox to start) may take.
-const STEP: Duration = Duration::from_secs(60);
+use support::relay::{
+    CORPUS_PASSING, Relay, STEP, corpus_relay_config, corpus_upstream, corpus_upstream_with,
+    get_json, metric, metrics_text, settled,
+};
+
 const MOOD: &str = "computer.aesthetic.mood";
 const PROFILE: &str = "app.bsky.actor.profile";
-
-/// A relay running in this process.
-struct Relay {
-    addr: SocketAddr,
-    token: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), service::RelayError>>,
-}
-
-impl Relay {
-    async fn start(config: RelayConfig) -> Relay {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let token_file = config.admin_tokens_file.clone();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(service::run(config, listener, async move {
-            let _ = stopped.await;
-        }));
-        // The token file is written at start; wait for the server to answer.
-        let http = reqwest::Client::new();
-        let deadline = Instant::now() + STEP;
-        loop {
-            if let Ok(r) = http.get(format!("http://{addr}/xrpc/_health")).send().await
-                && r.status().is_success()
-            {
-                break;
-            }
-            assert!(Instant::now() < deadline, "relay did not become healthy");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let token = std::fs::read_to_string(&token_file)
-            .expect("admin token file written at start")
-            .lines()
-            .next()
-            .expect("a token")
-            .trim()
-            .to_owned();
-        Relay {
-            addr,
-            token,
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let result = tokio::time::timeout(STEP, self.task)
-            .await
-            .expect("relay stops in time")
-            .expect("relay task");
-        result.expect("relay stops cleanly");
-    }
-}
 
 fn relay_config(sandbox: &Sandbox, dir: &Path) -> RelayConfig {
     RelayConfig {
@@ -521,13 +461,6 @@ async fn takedown_emits_account_and_holds_back_commits() {
     sandbox.shutdown().await;
 }
 
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn host_limits_account_cap_and_ban() {
     let sandbox = Sandbox::start().await.expect("sandbox starts");
@@ -631,165 +564,6 @@ async fn host_limits_account_cap_and_ban() {
     sandbox.shutdown().await;
 }
 
-/// The firehose corpus as a replay upstream.
-async fn corpus_upstream(rate: f64) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    corpus_upstream_with(rate, Vec::new()).await
-}
-
-/// The firehose corpus as a replay upstream that injects `faults`.
-async fn corpus_upstream_with(
-    rate: f64,
-    faults: Vec<Fault>,
-) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let path = support::corpus_dir().join("frames.bin.zst");
-    let frames = FrameFile::read(&path).expect("corpus frames");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let config = ReplayConfig {
-        rate: Some(rate),
-        faults,
-        ..ReplayConfig::new(frames)
-    };
-    tokio::spawn(replay::run(config, listener, async move {
-        let _ = stopped.await;
-    }));
-    (addr, stop)
-}
-
-async fn get_json(http: &reqwest::Client, relay: &Relay, path: &str) -> Value {
-    let resp = http.get(relay.url(path)).send().await.expect("GET");
-    resp.json().await.expect("JSON")
-}
-
-async fn metrics_text(http: &reqwest::Client, relay: &Relay) -> String {
-    http.get(relay.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text")
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn slow_subscriber_is_dropped_and_fast_ones_get_everything() {
-    const FAST: usize = 100;
-    // Eight upstreams each replaying the corpus (each upstream has its own verifier state,
-    // so the copies are not stale to each other): ~6.5 MB per subscriber, more than the
-    // kernel's socket buffers can hide from a subscriber that does not read.
-    let mut upstreams = Vec::new();
-    for _ in 0..8 {
-        upstreams.push(corpus_upstream(300.0).await);
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = RelayConfig {
-        data_dir: dir.path().join("relay"),
-        upstreams: upstreams
-            .iter()
-            .map(|(addr, _)| UpstreamConfig {
-                url: format!("ws://{addr}"),
-                kind: UpstreamKind::Relay,
-                trusted: true,
-            })
-            .collect(),
-        allow_loopback: true,
-        admin_tokens_file: dir.path().join("admin_token"),
-        // Bluesky records stand in for AC ones: the corpus is real network traffic.
-        filter: FilterRules {
-            collections: vec!["app.bsky.*".into()],
-            companions: true,
-        },
-        ..RelayConfig::default()
-    };
-    // The default live buffer (4096 events) is more than the whole run, so a subscriber
-    // that reads can only be dropped by a send blocking for 5 s; the one that does not read
-    // is dropped that way once the kernel's socket buffers are full. (At 2 s, a CI run on
-    // 2 busy cores starved 5 of the 100 readers long enough to drop them.)
-    config.subscribers.send_timeout_secs = 5;
-    // The relay starts following at once; subscribers connect from cursor 0 so they see
-    // everything regardless of when they attach.
-    let relay = Relay::start(config).await;
-    let http = reqwest::Client::new();
-    let url = format!(
-        "ws://{}/xrpc/com.atproto.sync.subscribeRepos?cursor=0",
-        relay.addr
-    );
-
-    // The slow one: a tiny receive buffer, and it never reads.
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket.set_recv_buffer_size(2048).expect("SO_RCVBUF");
-    let stream = socket.connect(relay.addr).await.expect("connect");
-    let (slow, _) = tokio_tungstenite::client_async(&url, stream)
-        .await
-        .expect("slow client handshake");
-
-    // Fast subscribers read until they have everything the relay logged (known once the
-    // log stops growing), or until nothing has come for 30 s.
-    let target = Arc::new(AtomicU64::new(u64::MAX));
-    let mut fast = Vec::new();
-    for _ in 0..FAST {
-        let (url, target) = (url.clone(), Arc::clone(&target));
-        fast.push(tokio::spawn(async move {
-            let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.expect("fast");
-            let (mut n, mut bytes) = (0u64, 0usize);
-            let mut last = Instant::now();
-            while n < target.load(Ordering::SeqCst) && last.elapsed() < Duration::from_secs(30) {
-                match tokio::time::timeout(Duration::from_millis(200), ws.next()).await {
-                    Ok(Some(Ok(Message::Binary(b)))) => {
-                        n += 1;
-                        bytes += b.len();
-                        last = Instant::now();
-                    }
-                    Ok(Some(Ok(_))) | Err(_) => {}
-                    Ok(None | Some(Err(_))) => break,
-                }
-            }
-            (n, bytes)
-        }));
-    }
-    let logged = settled(&http, &relay, 8 * CORPUS_PASSING).await;
-    target.store(logged, Ordering::SeqCst);
-    let mut counts = Vec::new();
-    for f in fast {
-        counts.push(f.await.expect("fast subscriber"));
-    }
-    let text = metrics_text(&http, &relay).await;
-    let logged = metric(&text, "atelier_relay_log_latest_seq");
-    let dropped = metric(&text, "atelier_relay_subscribers_dropped_total");
-    eprintln!(
-        "{logged} events logged; fast subscribers got {:?} frames ({} bytes each); {dropped} dropped",
-        counts
-            .iter()
-            .map(|c| c.0)
-            .collect::<std::collections::BTreeSet<_>>(),
-        counts[0].1
-    );
-    assert!(
-        logged > 8 * 100,
-        "most corpus commits pass app.bsky.*: {text}"
-    );
-    assert!(
-        counts.iter().all(|(n, _)| *n == logged),
-        "every fast subscriber got every event: {counts:?} of {logged}"
-    );
-    // The slow one goes once a send has been blocked for the timeout: wait for it.
-    let deadline = Instant::now() + STEP;
-    let mut dropped = dropped;
-    while dropped == 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        dropped = metric(
-            &metrics_text(&http, &relay).await,
-            "atelier_relay_subscribers_dropped_total",
-        );
-    }
-    assert_eq!(dropped, 1, "the slow subscriber was dropped: {text}");
-    drop(slow);
-    relay.stop().await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn request_crawl_follows_allowed_pds_hosts_only() {
     let sandbox = Sandbox::start().await.expect("sandbox starts");
@@ -851,56 +625,6 @@ async fn request_crawl_follows_allowed_pds_hosts_only() {
     assert_eq!(status["status"], "active", "{status}");
     relay.stop().await;
     sandbox.shutdown().await;
-}
-
-/// A relay following two corpus upstreams (trusted, `app.bsky.*` standing in for AC).
-fn corpus_relay_config(dir: &Path, upstreams: &[SocketAddr]) -> RelayConfig {
-    RelayConfig {
-        data_dir: dir.join("relay"),
-        upstreams: upstreams
-            .iter()
-            .map(|addr| UpstreamConfig {
-                url: format!("ws://{addr}"),
-                kind: UpstreamKind::Relay,
-                trusted: true,
-            })
-            .collect(),
-        allow_loopback: true,
-        admin_tokens_file: dir.join("admin_token"),
-        filter: FilterRules {
-            collections: vec!["app.bsky.*".into()],
-            companions: true,
-        },
-        ..RelayConfig::default()
-    }
-}
-
-/// Corpus commits with an `app.bsky.*` op: what one corpus upstream gets logged.
-const CORPUS_PASSING: u64 = 147;
-
-/// Waits (up to [`STEP`]) until the relay has logged at least `at_least` events and then
-/// nothing more for 1 s; returns its latest seq. Waiting for a count rather than for quiet
-/// alone keeps a stall on a busy machine from passing for the end of ingest.
-async fn settled(http: &reqwest::Client, relay: &Relay, at_least: u64) -> u64 {
-    let mut logged = 0;
-    let mut stable_since = Instant::now();
-    let deadline = Instant::now() + STEP;
-    while logged < at_least || stable_since.elapsed() < Duration::from_secs(1) {
-        assert!(
-            Instant::now() < deadline,
-            "ingest did not reach {at_least} events (at {logged})"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let now = metric(
-            &metrics_text(http, relay).await,
-            "atelier_relay_log_latest_seq",
-        );
-        if now != logged {
-            logged = now;
-            stable_since = Instant::now();
-        }
-    }
-    logged
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub(crate) mod fuzz;
+pub(crate) mod relay;
 
 use std::path::{Path, PathBuf};
 
