@@ -15,7 +15,7 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use super::payload::{self, RelayEvent};
+use super::payload::{self, RelayEvent, Want};
 use crate::eventlog::{LogError, LogHandle, LogReader};
 
 /// The live ring and the subscriber registry.
@@ -168,6 +168,8 @@ pub(crate) struct EventSource {
     last: u64,
     /// Whether the source caught up with the log and now follows the ring.
     is_live: bool,
+    /// What the endpoint serves: what to decode from the log.
+    want: Want,
 }
 
 /// Where a source starts.
@@ -183,7 +185,12 @@ pub(crate) enum From {
 
 impl EventSource {
     /// A source at `from`, and whether the cursor was older than the log's retention.
-    pub(crate) fn open(hub: &Hub, log: &LogHandle, from: From) -> Result<(Self, bool), LogError> {
+    pub(crate) fn open(
+        hub: &Hub,
+        log: &LogHandle,
+        from: From,
+        want: Want,
+    ) -> Result<(Self, bool), LogError> {
         // Subscribe before looking at the log, so nothing falls between the two.
         let live = hub.receiver();
         let (reader, last) = match from {
@@ -197,6 +204,7 @@ impl EventSource {
             reader,
             last,
             is_live: matches!(from, From::Live),
+            want,
         };
         let outdated = source.reader.as_mut().is_some_and(LogReader::take_outdated);
         Ok((source, outdated))
@@ -210,7 +218,7 @@ impl EventSource {
                     Some(ev) if ev.seq <= self.last && self.last != 0 => continue,
                     Some(ev) => {
                         self.last = ev.seq;
-                        return Ok(Arc::new(payload::decode(ev)?));
+                        return Ok(Arc::new(payload::decode(ev, self.want)?));
                     }
                     None => {
                         // Caught up: follow the ring from now on. A fresh receiver drops

@@ -158,7 +158,8 @@ fn recover(
     let mut reader = log.read_from_seq((from_seq + 1).min(log.latest_seq() + 1))?;
     let mut n = 0;
     while let Some(ev) = reader.next_event()? {
-        let ev = payload::decode(ev).map_err(|e| RelayError::State(e.to_string()))?;
+        let ev = payload::decode(ev, payload::Want::Frame)
+            .map_err(|e| RelayError::State(e.to_string()))?;
         if ev.upstream != 0 {
             let c = cursors.entry(ev.upstream).or_insert(ev.upstream_seq);
             *c = (*c).max(ev.upstream_seq);

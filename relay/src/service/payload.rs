@@ -12,6 +12,7 @@
 //! Little-endian throughout. The frame is stored re-sequenced so replay sends it as is; the
 //! Jetstream events are stored encoded so a JSON replay never touches CBOR.
 
+use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
 
 use crate::jetstream::JetstreamEvent;
@@ -50,6 +51,9 @@ pub(crate) struct RelayEvent {
     pub(crate) frame: Bytes,
     /// The Jetstream events, in order, with strictly increasing `time_us`.
     pub(crate) jetstream: Vec<JetstreamEvent>,
+    /// Each Jetstream event's JSON as WebSocket text, checked as UTF-8 once here rather
+    /// than once per subscriber.
+    pub(crate) text: Vec<Utf8Bytes>,
     /// The same events zstd-compressed, when the live path compressed them (empty on
     /// replay and when no dictionary is loaded).
     pub(crate) zstd: Vec<Bytes>,
@@ -101,9 +105,21 @@ fn len32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
+/// What a reader of the log serves, so replay decodes only that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Want {
+    /// The `subscribeRepos` frame (the Jetstream events are left empty).
+    Frame,
+    /// The Jetstream events and their text (and the frame, which is only a slice).
+    Jetstream,
+}
+
 /// Reads a log event back into a [`RelayEvent`]; the frame and JSON are slices of the
-/// payload (no copies).
-pub(crate) fn decode(event: crate::eventlog::Event) -> Result<RelayEvent, PayloadError> {
+/// payload (no copies). With [`Want::Frame`] the Jetstream part is skipped unread.
+pub(crate) fn decode(
+    event: crate::eventlog::Event,
+    want: Want,
+) -> Result<RelayEvent, PayloadError> {
     let seq = event.seq;
     let p = &event.payload;
     let mut at = 0usize;
@@ -123,6 +139,20 @@ pub(crate) fn decode(event: crate::eventlog::Event) -> Result<RelayEvent, Payloa
     let upstream_seq = i64::from_le_bytes(arr(&p[take(8)?]));
     let frame_len = u32::from_le_bytes(arr(&p[take(4)?])) as usize;
     let frame = p.slice(take(frame_len)?);
+    if want == Want::Frame {
+        return Ok(RelayEvent {
+            seq,
+            time_us: event.time_us,
+            kind: event.kind,
+            did: event.did,
+            upstream,
+            upstream_seq,
+            frame,
+            jetstream: Vec::new(),
+            text: Vec::new(),
+            zstd: Vec::new(),
+        });
+    }
     let count = u16::from_le_bytes(arr(&p[take(2)?]));
     let mut jetstream = Vec::with_capacity(usize::from(count));
     for _ in 0..count {
@@ -150,6 +180,7 @@ pub(crate) fn decode(event: crate::eventlog::Event) -> Result<RelayEvent, Payloa
     if at != p.len() {
         return Err(err("trailing bytes"));
     }
+    let text = texts(&jetstream).map_err(|_| err("Jetstream JSON is not UTF-8"))?;
     Ok(RelayEvent {
         seq,
         time_us: event.time_us,
@@ -159,8 +190,18 @@ pub(crate) fn decode(event: crate::eventlog::Event) -> Result<RelayEvent, Payloa
         upstream_seq,
         frame,
         jetstream,
+        text,
         zstd: Vec::new(),
     })
+}
+
+/// The events' JSON as WebSocket text (fails if one is not UTF-8, which our encoder never
+/// produces).
+pub(crate) fn texts(events: &[JetstreamEvent]) -> Result<Vec<Utf8Bytes>, std::str::Utf8Error> {
+    events
+        .iter()
+        .map(|ev| Utf8Bytes::try_from(ev.json.clone()))
+        .collect()
 }
 
 /// Copies a slice the caller has sized into an array.
@@ -199,7 +240,10 @@ mod tests {
             did: "did:plc:a".into(),
             payload: Bytes::from(buf.clone()),
         };
-        let got = decode(ev).unwrap();
+        let got = decode(ev.clone(), Want::Jetstream).unwrap();
+        let frame_only = decode(ev, Want::Frame).unwrap();
+        assert_eq!(&frame_only.frame[..], b"frame-bytes");
+        assert!(frame_only.jetstream.is_empty());
         assert_eq!((got.seq, got.upstream, got.upstream_seq), (5, 7, 1234));
         assert_eq!(&got.frame[..], b"frame-bytes");
         assert_eq!(got.jetstream, events);
@@ -211,7 +255,7 @@ mod tests {
                 did: "did:plc:a".into(),
                 payload: Bytes::copy_from_slice(&buf[..cut]),
             };
-            assert!(decode(ev).is_err(), "cut at {cut}");
+            assert!(decode(ev, Want::Jetstream).is_err(), "cut at {cut}");
         }
     }
 }

@@ -21,7 +21,7 @@ use axum::extract::{ConnectInfo, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use futures_util::SinkExt;
+use futures_util::{FutureExt, SinkExt};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -32,7 +32,7 @@ use super::hosts::{normalize_host, upstream_url};
 use super::hub::{EventSource, From, Registration, SourceEnd};
 use super::ingest::{Command, HostRuntime};
 use super::metrics::{Gauges, HostGauge, render};
-use super::payload::RelayEvent;
+use super::payload::{RelayEvent, Want};
 use super::state::HostSource;
 use crate::eventlog::LogError;
 use crate::filter::FilterRules;
@@ -127,8 +127,17 @@ async fn subscribe_repos(
             "the relay is at its subscriber limit",
         );
     };
-    ws.max_message_size(64 << 10)
+    subscriber_socket(ws)
+        .max_message_size(64 << 10)
         .on_upgrade(move |socket| serve_repos(shared, socket, cursor, registration))
+}
+
+/// Buffer sizes for a subscriber's socket. Subscribers send little (a Jetstream
+/// `options_update` at most), so the read buffer starts at 4 kB instead of 128 kB; writes
+/// are gathered up to 32 kB, about a live batch of events. At a thousand subscribers the
+/// defaults alone would be a quarter of a gigabyte.
+fn subscriber_socket(ws: WebSocketUpgrade) -> WebSocketUpgrade {
+    ws.read_buffer_size(4 << 10).write_buffer_size(32 << 10)
 }
 
 async fn serve_repos(
@@ -141,22 +150,23 @@ async fn serve_repos(
         None => From::Live,
         Some(c) => From::Seq(c + 1),
     };
-    let (mut source, outdated) = match EventSource::open(&shared.hub, &shared.log, from) {
-        Ok(s) => s,
-        Err(LogError::FutureCursor { latest, .. }) => {
-            let frame = error_frame(
-                "FutureCursor",
-                &format!("cursor is ahead of the relay's latest seq {latest}"),
-            );
-            let _ = socket.send(Message::Binary(frame)).await;
-            let _ = socket.send(Message::Close(None)).await;
-            return;
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "subscribeRepos: cannot read the log");
-            return;
-        }
-    };
+    let (mut source, outdated) =
+        match EventSource::open(&shared.hub, &shared.log, from, Want::Frame) {
+            Ok(s) => s,
+            Err(LogError::FutureCursor { latest, .. }) => {
+                let frame = error_frame(
+                    "FutureCursor",
+                    &format!("cursor is ahead of the relay's latest seq {latest}"),
+                );
+                let _ = socket.send(Message::Binary(frame)).await;
+                let _ = socket.send(Message::Close(None)).await;
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "subscribeRepos: cannot read the log");
+                return;
+            }
+        };
     if outdated {
         let frame = info_frame(
             "OutdatedCursor",
@@ -216,14 +226,15 @@ async fn pump(
                 // Take what is ready without waiting, to flush once per batch.
                 let mut taken = 1;
                 while taken < BATCH {
-                    match tokio::time::timeout(Duration::ZERO, source.next()).await {
-                        Ok(Ok(ev)) => {
+                    // `next` is cancel-safe: an event not ready now stays for the next call.
+                    match source.next().now_or_never() {
+                        Some(Ok(ev)) => {
                             messages(&ev, &mut out);
                             registration.info.last_seq.store(ev.seq, Ordering::Relaxed);
                             taken += 1;
                         }
-                        Ok(Err(end)) => return Some(end),
-                        Err(_) => break,
+                        Some(Err(end)) => return Some(end),
+                        None => break,
                     }
                 }
                 let n = out.len() as u64;
@@ -303,7 +314,9 @@ async fn subscribe_jetstream(
     let Some(registration) = shared.hub.register("jetstream", remote, options.compress) else {
         return (StatusCode::SERVICE_UNAVAILABLE, "subscriber limit reached").into_response();
     };
-    ws.on_upgrade(move |socket| serve_jetstream(shared, socket, options, compressor, registration))
+    subscriber_socket(ws).on_upgrade(move |socket| {
+        serve_jetstream(shared, socket, options, compressor, registration)
+    })
 }
 
 async fn serve_jetstream(
@@ -343,7 +356,9 @@ async fn serve_jetstream(
         Start::Live => (From::Live, i64::MIN),
         Start::From(t) => (From::Time(t), t),
     };
-    let Ok((mut source, _outdated)) = EventSource::open(&shared.hub, &shared.log, from) else {
+    let Ok((mut source, _outdated)) =
+        EventSource::open(&shared.hub, &shared.log, from, Want::Jetstream)
+    else {
         return;
     };
     // Options can change mid-stream; both closures reach them through one uncontended lock,
@@ -370,9 +385,9 @@ async fn serve_jetstream(
                     },
                 }
             } else {
-                match Utf8Bytes::try_from(js.json.clone()) {
-                    Ok(text) => Message::Text(text),
-                    Err(_) => continue,
+                match ev.text.get(i) {
+                    Some(text) => Message::Text(text.clone()),
+                    None => continue,
                 }
             };
             out.push(message);
