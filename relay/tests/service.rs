@@ -481,7 +481,13 @@ async fn host_limits_account_cap_and_ban() {
             .await
             .expect("mood");
     }
-    let first = jet.next_event("a burst mood").await;
+    // One more a second later, under the limit whatever the burst met: on a busy machine
+    // the PDS can emit erin's account events late, in the same second as the whole burst.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    erin.create_record(MOOD, &mood("after the burst"))
+        .await
+        .expect("mood");
+    let first = jet.next_event("one of erin's moods").await;
     assert_eq!(first["did"], erin.did.as_str());
     // Frank is over the accounts-per-host cap: his events never pass.
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -514,9 +520,9 @@ async fn host_limits_account_cap_and_ban() {
         "atelier_relay_refused_total{reason=\"account_limit\"}",
     );
     eprintln!(
-        "burst: {delivered} of 20 delivered, {limited} rate limited, {capped} over the account cap"
+        "burst: {delivered} of 21 delivered, {limited} rate limited, {capped} over the account cap"
     );
-    assert!(delivered < 20, "the 2/s limit held some of the burst back");
+    assert!(delivered < 21, "the 2/s limit held some of the burst back");
     assert!(limited >= 1, "{text}");
     assert!(capped >= 1, "{text}");
 
