@@ -1,7 +1,22 @@
-//! The AC AppView.
+//! The AC AppView: indexes `computer.aesthetic.*` records from the network and serves them.
 //!
-//! This crate will ingest `computer.aesthetic.*` records, keep the index store, and serve
-//! feeds, remixes, profiles and notifications (see the AppView issue). For now it only
-//! fixes its place in the dependency graph: `control -> appview -> relay -> lexicons`.
+//! Built so far (see the AppView issue for the rest):
+//! - [`index`]: verified stream events to index changes, with lenient validation of AC's
+//!   records from the wild (repairs recorded, failures counted and kept out);
+//! - [`store`]: the index store trait and its SQLite backend (sqlx, WAL, migrations);
+//! - [`ingest`]: follows a `subscribeRepos` source through the sync layer and commits
+//!   batches of changes together with the source cursor;
+//! - [`service`]: `run(config, listener, shutdown)`: ingest plus the XRPC queries
+//!   (`computer.aesthetic.feed.getAtmosphere`, `getAuthorFeed`, `getRecord`,
+//!   `computer.aesthetic.actor.getProfile`), `_health` and `/metrics`.
+//!
+//! Dependencies point one way: `control -> appview -> relay -> lexicons`.
+
+pub mod error;
+pub mod index;
+pub mod ingest;
+pub mod service;
+pub mod store;
 
 pub use atelier_relay as relay;
+pub use error::AppViewError;

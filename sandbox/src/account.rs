@@ -171,6 +171,47 @@ impl Account {
         decode("com.atproto.repo.getRecord", &url, resp).await
     }
 
+    /// `com.atproto.repo.listRecords`: `(uri, cid)` of every record in `collection`, all
+    /// pages.
+    pub async fn list_records(&self, collection: &str) -> Result<Vec<CreatedRecord>, SandboxError> {
+        let method = "com.atproto.repo.listRecords";
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut url = format!(
+                "{}/xrpc/{method}?repo={}&collection={collection}&limit=100",
+                self.pds_url, self.did
+            );
+            if let Some(c) = &cursor {
+                url.push_str(&format!("&cursor={c}"));
+            }
+            let resp = self
+                .http
+                .get(&url)
+                .send()
+                .await
+                .map_err(|e| SandboxError::Http {
+                    method: method.into(),
+                    url: url.clone(),
+                    source: e,
+                })?;
+            let page: Value = decode(method, &url, resp).await?;
+            let records = page["records"].as_array().cloned().unwrap_or_default();
+            for r in &records {
+                if let (Some(uri), Some(cid)) = (r["uri"].as_str(), r["cid"].as_str()) {
+                    out.push(CreatedRecord {
+                        uri: uri.to_owned(),
+                        cid: cid.to_owned(),
+                    });
+                }
+            }
+            cursor = page["cursor"].as_str().map(str::to_owned);
+            if records.is_empty() || cursor.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
     /// `com.atproto.sync.getBlob`: the blob's bytes.
     pub async fn get_blob(&self, cid: &str) -> Result<Vec<u8>, SandboxError> {
         let url = format!(

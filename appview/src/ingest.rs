@@ -1,0 +1,247 @@
+//! Ingest: follows one source's `subscribeRepos` stream through the sync layer (verified
+//! unless the source is marked trusted) and writes the index in batches.
+//!
+//! Each batch's changes and the seq of its last event are committed in one transaction
+//! ([`Store::apply`]), so a restart resumes from exactly the events whose rows are stored:
+//! nothing is lost after a crash and nothing is applied twice (a replayed event would be a
+//! same-CID upsert anyway). Every event moves the cursor, including ones that change
+//! nothing. Records that fail even lenient validation are counted by reason and kept out.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use atelier_relay::sync::client::{ClientConfig, ClientEvent};
+use atelier_relay::sync::identity::{Resolver, ResolverConfig};
+use atelier_relay::sync::ssrf::{GuardedClient, SsrfPolicy};
+use atelier_relay::sync::stream::{SyncConfig, SyncEvent, SyncStream};
+use atelier_relay::sync::verify::VerifyMode;
+use tracing::{debug, info, warn};
+
+use crate::error::AppViewError;
+use crate::index::{Change, Indexer, Rejected};
+use crate::store::Store;
+
+/// Where ingest reads from and how it batches.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// The source's `subscribeRepos` URL (`ws://` or `wss://`): a relay, a PDS, or
+    /// Atelier's namespace relay. Also the cursor's key in the store.
+    pub source: String,
+    /// Skip signature and MST verification (only for a source you run yourself).
+    pub trusted: bool,
+    /// The PLC directory for resolving `did:plc` keys.
+    pub plc_url: String,
+    /// Allow loopback and private addresses (sandbox only).
+    pub allow_loopback: bool,
+    /// Events per batch at most.
+    pub batch_max: usize,
+    /// How long the first event of a batch may wait for others.
+    pub batch_wait: Duration,
+}
+
+impl IngestConfig {
+    /// Defaults for `source`: verified, the public PLC, 500 events or 50 ms per batch.
+    pub fn new(source: impl Into<String>) -> IngestConfig {
+        IngestConfig {
+            source: source.into(),
+            trusted: false,
+            plc_url: "https://plc.directory".to_owned(),
+            allow_loopback: false,
+            batch_max: 500,
+            batch_wait: Duration::from_millis(50),
+        }
+    }
+}
+
+/// Counters ingest keeps, for metrics and tests.
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    /// Stream events handled.
+    pub events: AtomicU64,
+    /// Batches committed.
+    pub batches: AtomicU64,
+    /// Records inserted or changed.
+    pub records_written: AtomicU64,
+    /// Records deleted.
+    pub records_deleted: AtomicU64,
+    /// Records indexed with lenient repairs.
+    pub records_repaired: AtomicU64,
+    /// The last committed seq (-1: none yet).
+    pub committed_seq: AtomicI64,
+    rejected: Mutex<BTreeMap<String, u64>>,
+}
+
+impl IngestStats {
+    /// A fresh set of counters.
+    pub fn new() -> IngestStats {
+        IngestStats {
+            committed_seq: AtomicI64::new(-1),
+            ..IngestStats::default()
+        }
+    }
+
+    /// Records and frames kept out, by reason (`invalid`, `unknown_type`, `bad_signature`, ...).
+    pub fn rejected(&self) -> BTreeMap<String, u64> {
+        self.rejected.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    fn reject(&self, reason: &str) {
+        if let Ok(mut m) = self.rejected.lock() {
+            *m.entry(reason.to_owned()).or_default() += 1;
+        }
+    }
+}
+
+fn event_seq(ev: &SyncEvent) -> Option<i64> {
+    match ev {
+        SyncEvent::Commit(c) => Some(c.seq),
+        SyncEvent::Sync { seq, .. }
+        | SyncEvent::Identity { seq, .. }
+        | SyncEvent::Account { seq, .. } => Some(*seq),
+        SyncEvent::Rejected { seq, .. } => *seq,
+        _ => None,
+    }
+}
+
+/// A batch being gathered.
+#[derive(Debug, Default)]
+struct Batch {
+    changes: Vec<Change>,
+    rejected: Vec<Rejected>,
+    last_seq: Option<i64>,
+    events: usize,
+}
+
+/// Follows `config.source` into `store` until `shutdown` completes; the last batch is
+/// committed before returning.
+///
+/// # Errors
+/// If the stream cannot start or the store fails (the batch in hand is not committed, so a
+/// restart replays it).
+pub async fn run<S: Store>(
+    config: &IngestConfig,
+    store: Arc<S>,
+    stats: Arc<IngestStats>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AppViewError> {
+    let source_error = |reason: String| AppViewError::Source {
+        source_url: config.source.clone(),
+        reason,
+    };
+    let indexer = Indexer::new()?;
+    let cursor = store.cursor(&config.source).await?;
+    let mut client = ClientConfig::new(&config.source).map_err(|e| source_error(e.to_string()))?;
+    client.cursor = cursor;
+    let policy = if config.allow_loopback {
+        SsrfPolicy::sandbox()
+    } else {
+        SsrfPolicy::default()
+    };
+    let guard = GuardedClient::new(policy).map_err(|e| source_error(e.to_string()))?;
+    let resolver_config = if config.allow_loopback {
+        ResolverConfig::sandbox(config.plc_url.clone())
+    } else {
+        ResolverConfig {
+            plc_url: config.plc_url.clone(),
+            ..ResolverConfig::default()
+        }
+    };
+    let mut sync = SyncConfig::new(
+        client,
+        Resolver::new(resolver_config, guard.clone()),
+        Some(guard),
+    );
+    if config.trusted {
+        sync.mode = VerifyMode::Trusted;
+    }
+    let mut stream = SyncStream::start(sync, shutdown).map_err(|e| source_error(e.to_string()))?;
+    info!(source = %config.source, ?cursor, "ingest following");
+
+    let mut batch = Batch::default();
+    let mut deadline = tokio::time::Instant::now();
+    loop {
+        let next = if batch.events == 0 {
+            stream.recv().await
+        } else {
+            match tokio::time::timeout_at(deadline, stream.recv()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    commit(config, &*store, &stats, &mut batch).await?;
+                    continue;
+                }
+            }
+        };
+        let Some(ev) = next else { break };
+        match &ev {
+            SyncEvent::Upstream(ClientEvent::Connected { .. }) => {
+                debug!(source = %config.source, "connected");
+                continue;
+            }
+            SyncEvent::Upstream(event) => {
+                debug!(source = %config.source, ?event, "source connection event");
+                continue;
+            }
+            SyncEvent::Rejected { reason, error, .. } => {
+                warn!(source = %config.source, reason, error, "frame refused");
+                stats.reject(reason);
+            }
+            _ => {}
+        }
+        if let Some(seq) = event_seq(&ev) {
+            batch.last_seq = Some(batch.last_seq.map_or(seq, |s| s.max(seq)));
+        }
+        indexer.event(&ev, &mut batch.changes, &mut batch.rejected);
+        stats.events.fetch_add(1, Ordering::Relaxed);
+        batch.events += 1;
+        if batch.events == 1 {
+            deadline = tokio::time::Instant::now() + config.batch_wait;
+        }
+        if batch.events >= config.batch_max {
+            commit(config, &*store, &stats, &mut batch).await?;
+        }
+    }
+    commit(config, &*store, &stats, &mut batch).await?;
+    info!(source = %config.source, "ingest stopped");
+    Ok(())
+}
+
+/// Commits the batch with its cursor, then counts it.
+async fn commit<S: Store>(
+    config: &IngestConfig,
+    store: &S,
+    stats: &IngestStats,
+    batch: &mut Batch,
+) -> Result<(), AppViewError> {
+    if batch.events == 0 {
+        return Ok(());
+    }
+    let cursor = batch.last_seq.map(|seq| (config.source.as_str(), seq));
+    let applied = store.apply(&batch.changes, cursor).await?;
+    for r in &batch.rejected {
+        warn!(uri = %r.uri, reason = r.reason, detail = %r.detail, "record kept out of the index");
+        stats.reject(r.reason);
+    }
+    let repaired = batch
+        .changes
+        .iter()
+        .filter(|c| matches!(c, Change::Record(row) if !row.repairs.is_empty()))
+        .count() as u64;
+    stats
+        .records_repaired
+        .fetch_add(repaired, Ordering::Relaxed);
+    stats
+        .records_written
+        .fetch_add(applied.records_written, Ordering::Relaxed);
+    stats
+        .records_deleted
+        .fetch_add(applied.records_deleted, Ordering::Relaxed);
+    stats.batches.fetch_add(1, Ordering::Relaxed);
+    if let Some(seq) = batch.last_seq {
+        stats.committed_seq.store(seq, Ordering::Relaxed);
+    }
+    *batch = Batch::default();
+    Ok(())
+}

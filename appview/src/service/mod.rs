@@ -1,0 +1,110 @@
+//! The AppView service: ingest from the configured source into the index store, and the
+//! HTTP API over it, as one [`run`] (`run(config, listener, shutdown)`, like every Atelier
+//! service).
+//!
+//! If ingest stops with an error (the store failed), the server stops too and [`run`]
+//! returns that error, so the supervisor restarts the whole AppView from its stored cursor
+//! rather than serving an index that no longer moves.
+
+mod xrpc;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{error, info};
+
+use crate::error::AppViewError;
+use crate::ingest::{self, IngestConfig, IngestStats};
+use crate::store::SqliteStore;
+
+/// What the AppView service needs, resolved (paths absolute, secrets read).
+#[derive(Debug, Clone)]
+pub struct AppViewConfig {
+    /// The SQLite index file.
+    pub store_path: PathBuf,
+    /// Where to ingest from; `None` serves the index as it is.
+    pub ingest: Option<IngestConfig>,
+}
+
+/// What the HTTP handlers share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) store: Arc<SqliteStore>,
+    pub(crate) stats: Arc<IngestStats>,
+    pub(crate) source: Option<String>,
+}
+
+/// Runs the AppView on `listener` until `shutdown` completes (or ingest fails), then
+/// commits ingest's last batch and closes the store.
+///
+/// # Errors
+/// If the store cannot be opened, the listener fails, or ingest stops with an error.
+pub async fn run(
+    config: AppViewConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AppViewError> {
+    let store = Arc::new(SqliteStore::open(&config.store_path).await?);
+    let stats = Arc::new(IngestStats::new());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let ingest_task = config.ingest.clone().map(|ingest_config| {
+        let (store, stats, stop_tx) = (Arc::clone(&store), Arc::clone(&stats), stop_tx.clone());
+        let stop = stopped(stop_rx.clone());
+        tokio::spawn(async move {
+            let result = ingest::run(&ingest_config, store, stats, stop).await;
+            if let Err(e) = &result {
+                error!(error = %e, "ingest stopped; stopping the AppView");
+            }
+            // Either way the server goes down with it.
+            let _ = stop_tx.send(true);
+            result
+        })
+    });
+
+    let shared = Arc::new(Shared {
+        store: Arc::clone(&store),
+        stats,
+        source: config.ingest.as_ref().map(|i| i.source.clone()),
+    });
+    let app = xrpc::router(shared);
+    let addr = listener.local_addr().ok();
+    info!(?addr, store = %config.store_path.display(), "AppView listening");
+    {
+        let stop_tx = stop_tx.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+    }
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(stopped(stop_rx.clone()))
+        .await;
+    let _ = stop_tx.send(true);
+    let ingest_result = match ingest_task {
+        Some(task) => task.await.unwrap_or_else(|e| {
+            Err(AppViewError::Source {
+                source_url: shared_source(&config),
+                reason: format!("ingest task failed: {e}"),
+            })
+        }),
+        None => Ok(()),
+    };
+    store.close().await;
+    served.map_err(|e| AppViewError::Serve(e.to_string()))?;
+    ingest_result
+}
+
+fn shared_source(config: &AppViewConfig) -> String {
+    config
+        .ingest
+        .as_ref()
+        .map(|i| i.source.clone())
+        .unwrap_or_default()
+}

@@ -1,0 +1,304 @@
+//! The AppView's HTTP API: `computer.aesthetic.*` XRPC queries over the index, `_health`
+//! and Prometheus `/metrics`.
+//!
+//! Query parameters are read from the raw query string, because XRPC repeats a key for
+//! array parameters (`collections=a&collections=b`), which serde's URL-encoded format does
+//! not express. Every bad parameter gets `400 InvalidRequest` naming it; an unknown record
+//! or actor gets `404 NotFound`.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+
+use super::Shared;
+use crate::store::{FeedQuery, MAX_PAGE, Store};
+
+/// Collections a feed query may name at most.
+const MAX_COLLECTIONS: usize = 10;
+/// The page size when `limit` is not given.
+const DEFAULT_LIMIT: usize = 50;
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/xrpc/_health", get(health))
+        .route("/metrics", get(metrics))
+        .route(
+            "/xrpc/computer.aesthetic.feed.getAtmosphere",
+            get(get_atmosphere),
+        )
+        .route(
+            "/xrpc/computer.aesthetic.feed.getAuthorFeed",
+            get(get_author_feed),
+        )
+        .route("/xrpc/computer.aesthetic.feed.getRecord", get(get_record))
+        .route(
+            "/xrpc/computer.aesthetic.actor.getProfile",
+            get(get_profile),
+        )
+        .with_state(shared)
+}
+
+/// An XRPC error response.
+#[derive(Debug)]
+struct XrpcError {
+    status: StatusCode,
+    error: &'static str,
+    message: String,
+}
+
+impl XrpcError {
+    fn invalid(message: impl Into<String>) -> XrpcError {
+        XrpcError {
+            status: StatusCode::BAD_REQUEST,
+            error: "InvalidRequest",
+            message: message.into(),
+        }
+    }
+
+    fn not_found(message: impl Into<String>) -> XrpcError {
+        XrpcError {
+            status: StatusCode::NOT_FOUND,
+            error: "NotFound",
+            message: message.into(),
+        }
+    }
+
+    fn internal(e: impl std::fmt::Display) -> XrpcError {
+        tracing::error!(error = %e, "query failed");
+        XrpcError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            error: "InternalServerError",
+            message: "the index could not be read".to_owned(),
+        }
+    }
+}
+
+impl IntoResponse for XrpcError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({ "error": self.error, "message": self.message })),
+        )
+            .into_response()
+    }
+}
+
+/// The query string's parameters, in order, repeated keys kept.
+#[derive(Debug)]
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn parse(raw: Option<&str>) -> Params {
+        Params(
+            url::form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+
+    fn one(&self, name: &str) -> Result<Option<&str>, XrpcError> {
+        let mut values = self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v);
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(XrpcError::invalid(format!("`{name}` may be given once")));
+        }
+        Ok(first.map(String::as_str))
+    }
+
+    fn required(&self, name: &str) -> Result<&str, XrpcError> {
+        self.one(name)?
+            .ok_or_else(|| XrpcError::invalid(format!("`{name}` is required")))
+    }
+
+    fn all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    fn limit(&self) -> Result<usize, XrpcError> {
+        match self.one("limit")? {
+            None => Ok(DEFAULT_LIMIT),
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+                _ => Err(XrpcError::invalid(format!(
+                    "`limit` must be an integer from 1 to {MAX_PAGE}, got {v:?}"
+                ))),
+            },
+        }
+    }
+
+    fn did(&self, name: &str) -> Result<String, XrpcError> {
+        let did = self.required(name)?;
+        if !did.starts_with("did:") || did.len() > 2048 || did.contains(char::is_whitespace) {
+            return Err(XrpcError::invalid(format!(
+                "`{name}` must be a DID, got {did:?}"
+            )));
+        }
+        Ok(did.to_owned())
+    }
+
+    /// A feed query from `collections`, `limit`, `cursor`.
+    fn feed(&self) -> Result<FeedQuery, XrpcError> {
+        let collections: Vec<String> = self
+            .all("collections")
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        if collections.len() > MAX_COLLECTIONS {
+            return Err(XrpcError::invalid(format!(
+                "`collections` may name at most {MAX_COLLECTIONS}"
+            )));
+        }
+        if let Some(bad) = collections
+            .iter()
+            .find(|c| !c.starts_with(crate::index::AC_PREFIX))
+        {
+            return Err(XrpcError::invalid(format!(
+                "`collections` must be computer.aesthetic.* NSIDs, got {bad:?}"
+            )));
+        }
+        Ok(FeedQuery {
+            collections,
+            author: None,
+            cursor: self.one("cursor")?.map(str::to_owned),
+            limit: self.limit()?,
+        })
+    }
+}
+
+async fn health(State(shared): State<Arc<Shared>>) -> Response {
+    let seq = shared.stats.committed_seq.load(Ordering::Relaxed);
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "source": shared.source,
+        "committedSeq": (seq >= 0).then_some(seq),
+    }))
+    .into_response()
+}
+
+async fn get_atmosphere(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> Response {
+    let result = async {
+        let query = Params::parse(raw.as_deref()).feed()?;
+        shared.store.feed(&query).await.map_err(XrpcError::internal)
+    }
+    .await;
+    respond(result)
+}
+
+async fn get_author_feed(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> Response {
+    let result = async {
+        let params = Params::parse(raw.as_deref());
+        let mut query = params.feed()?;
+        query.author = Some(params.did("actor")?);
+        shared.store.feed(&query).await.map_err(XrpcError::internal)
+    }
+    .await;
+    respond(result)
+}
+
+async fn get_record(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> Response {
+    let result = async {
+        let params = Params::parse(raw.as_deref());
+        let uri = params.required("uri")?;
+        if !uri.starts_with("at://") {
+            return Err(XrpcError::invalid(format!(
+                "`uri` must be an at:// URI, got {uri:?}"
+            )));
+        }
+        let record = shared
+            .store
+            .record(uri)
+            .await
+            .map_err(XrpcError::internal)?;
+        let record = record.ok_or_else(|| XrpcError::not_found(format!("no record {uri}")))?;
+        Ok(json!({ "record": record }))
+    }
+    .await;
+    respond(result)
+}
+
+async fn get_profile(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> Response {
+    let result = async {
+        let did = Params::parse(raw.as_deref()).did("actor")?;
+        let actor = shared
+            .store
+            .actor(&did)
+            .await
+            .map_err(XrpcError::internal)?;
+        actor.ok_or_else(|| XrpcError::not_found(format!("no actor {did}")))
+    }
+    .await;
+    respond(result)
+}
+
+fn respond<T: serde::Serialize>(result: Result<T, XrpcError>) -> Response {
+    match result {
+        Ok(body) => Json(body).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let s = &shared.stats;
+    let mut out = String::new();
+    let mut counter = |name: &str, help: &str, value: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    };
+    counter(
+        "atelier_appview_events_total",
+        "Stream events handled by ingest.",
+        s.events.load(Ordering::Relaxed),
+    );
+    counter(
+        "atelier_appview_batches_total",
+        "Batches committed (rows and cursor in one transaction).",
+        s.batches.load(Ordering::Relaxed),
+    );
+    counter(
+        "atelier_appview_records_written_total",
+        "Records inserted or changed.",
+        s.records_written.load(Ordering::Relaxed),
+    );
+    counter(
+        "atelier_appview_records_deleted_total",
+        "Records deleted.",
+        s.records_deleted.load(Ordering::Relaxed),
+    );
+    counter(
+        "atelier_appview_records_repaired_total",
+        "Records indexed with lenient repairs.",
+        s.records_repaired.load(Ordering::Relaxed),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP atelier_appview_rejected_total Records and frames kept out, by reason.\n\
+         # TYPE atelier_appview_rejected_total counter"
+    );
+    for (reason, n) in s.rejected() {
+        let _ = writeln!(
+            out,
+            "atelier_appview_rejected_total{{reason=\"{reason}\"}} {n}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP atelier_appview_committed_seq The source seq committed with the index.\n\
+         # TYPE atelier_appview_committed_seq gauge\natelier_appview_committed_seq {}",
+        s.committed_seq.load(Ordering::Relaxed)
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}

@@ -1,0 +1,390 @@
+//! AppView ingest end to end: a real PLC + reference PDS on loopback, the AppView following
+//! the PDS's `subscribeRepos` with full verification, into a SQLite index.
+//!
+//! What this proves:
+//! - painting, KidLisp, mood, tape and follow records from two accounts are indexed with
+//!   their typed columns; an `app.bsky.feed.post` is not;
+//! - AC's quirks from the wild, written raw (a mood with `text`, a painting with `acUrl`, a
+//!   tape without `video`, `mongoId` instead of `ref`), are indexed with their repairs
+//!   recorded; a painting missing required fields is kept out and counted (`invalid`);
+//! - the profile (`app.bsky.actor.profile/self`) fills the actor, follows count, the
+//!   handle comes from `#identity`;
+//! - an update replaces the record's CID and content, a delete removes it;
+//! - the feed is newest first and pages by cursor without gaps or repeats;
+//! - stopping and restarting ingest resumes from the stored cursor: a record written while
+//!   it was stopped arrives, and every indexed `(uri, cid)` matches the PDS.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use atelier_appview::ingest::{self, IngestConfig, IngestStats};
+use atelier_appview::store::{FeedQuery, SqliteStore, Store};
+use atelier_sandbox::{Account, Sandbox};
+use serde_json::{Value, json};
+
+const STEP: Duration = Duration::from_secs(60);
+const WHEN: &str = "2026-12-04T12:00:00.000Z";
+const REF: &str = "6710f0c2a3b4c5d6e7f80912";
+
+/// Ingest running in this process, stoppable.
+struct Ingest {
+    stats: Arc<IngestStats>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), atelier_appview::AppViewError>>,
+}
+
+impl Ingest {
+    fn start(sandbox: &Sandbox, store: Arc<SqliteStore>) -> Ingest {
+        let mut config = IngestConfig::new(sandbox.subscribe_repos_url(None));
+        config.plc_url = sandbox.plc_url().to_owned();
+        config.allow_loopback = true;
+        config.batch_wait = Duration::from_millis(20);
+        let stats = Arc::new(IngestStats::new());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = {
+            let stats = Arc::clone(&stats);
+            tokio::spawn(async move {
+                ingest::run(&config, store, stats, async move {
+                    let _ = stopped.await;
+                })
+                .await
+            })
+        };
+        Ingest { stats, stop, task }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(STEP, self.task)
+            .await
+            .expect("ingest stops in time")
+            .expect("ingest task")
+            .expect("ingest ends cleanly");
+    }
+}
+
+/// Waits until `check` holds for the store, or fails after [`STEP`] with `what`.
+async fn until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + STEP;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn indexed(store: &SqliteStore, uri: &str) -> Option<Value> {
+    store
+        .record(uri)
+        .await
+        .expect("record query")
+        .map(|r| r.record)
+}
+
+fn painting(code: &str) -> Value {
+    json!({
+        "$type": "computer.aesthetic.painting",
+        "slug": format!("2026.12.04.12.00.00.{code}"),
+        "code": code,
+        "imageUrl": format!("https://aesthetic.computer/media/paintings/{code}"),
+        "when": WHEN,
+        "ref": REF,
+    })
+}
+
+fn rkey(uri: &str) -> &str {
+    uri.rsplit('/').next().expect("rkey")
+}
+
+async fn open_store(dir: &Path) -> Arc<SqliteStore> {
+    Arc::new(
+        SqliteStore::open(&dir.join("index.sqlite"))
+            .await
+            .expect("store opens"),
+    )
+}
+
+/// Every record `account` holds in `collections`, as `(uri, cid)`.
+async fn pds_records(account: &Account, collections: &[&str]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for c in collections {
+        for r in account.list_records(c).await.expect("listRecords") {
+            out.push((r.uri, r.cid));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pds_to_index_with_quirks_updates_deletes_and_resume() {
+    let sandbox = Sandbox::start().await.expect("sandbox starts");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open_store(dir.path()).await;
+    let ingest = Ingest::start(&sandbox, Arc::clone(&store));
+
+    let alice = sandbox.create_account("alice").await.expect("alice");
+    let bob = sandbox.create_account("bob").await.expect("bob");
+
+    // Clean records.
+    let p1 = alice
+        .create_record("computer.aesthetic.painting", &painting("a3b"))
+        .await
+        .expect("painting");
+    let kid = alice
+        .create_record(
+            "computer.aesthetic.kidlisp",
+            &json!({
+                "$type": "computer.aesthetic.kidlisp",
+                "source": "(wipe blue)\n(ink yellow)\n(line 0 0 width height)",
+                "code": "k9x", "when": WHEN, "ref": REF,
+            }),
+        )
+        .await
+        .expect("kidlisp");
+    // Quirks from the wild.
+    let mood = alice
+        .create_record(
+            "computer.aesthetic.mood",
+            &json!({"$type": "computer.aesthetic.mood", "text": "sunny", "when": WHEN, "ref": REF}),
+        )
+        .await
+        .expect("mood with text");
+    let mut quirky = painting("q1z");
+    quirky["acUrl"] = json!("https://aesthetic.computer/#q1z");
+    quirky["mongoId"] = quirky["ref"].take();
+    quirky.as_object_mut().expect("object").remove("ref");
+    let p2 = bob
+        .create_record("computer.aesthetic.painting", &quirky)
+        .await
+        .expect("painting with acUrl and mongoId");
+    let tape = bob
+        .create_record(
+            "computer.aesthetic.tape",
+            &json!({"$type": "computer.aesthetic.tape", "slug": "wand-1729177200000",
+                    "code": "t7q", "when": WHEN}),
+        )
+        .await
+        .expect("tape without video");
+    // Kept out: not AC, and an AC painting missing what even lenient validation needs.
+    let post = alice
+        .create_record(
+            "app.bsky.feed.post",
+            &json!({"$type": "app.bsky.feed.post", "text": "hello", "createdAt": WHEN}),
+        )
+        .await
+        .expect("post");
+    let broken = bob
+        .create_record(
+            "computer.aesthetic.painting",
+            &json!({"$type": "computer.aesthetic.painting", "when": WHEN}),
+        )
+        .await
+        .expect("broken painting");
+    // Profile and follow.
+    alice
+        .put_record(
+            "app.bsky.actor.profile",
+            "self",
+            &json!({"$type": "app.bsky.actor.profile", "displayName": "Alice A.",
+                    "description": "paints"}),
+        )
+        .await
+        .expect("profile");
+    let follow = bob
+        .create_record(
+            "computer.aesthetic.graph.follow",
+            &json!({"$type": "computer.aesthetic.graph.follow", "subject": alice.did,
+                    "createdAt": WHEN}),
+        )
+        .await
+        .expect("follow");
+
+    let started = Instant::now();
+    until("the follow to be indexed", || async {
+        indexed(&store, &follow.uri).await.is_some()
+    })
+    .await;
+    eprintln!(
+        "indexed through the follow {:.0} ms after it was written",
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+
+    // Typed columns and the record JSON.
+    let p1_view = store
+        .record(&p1.uri)
+        .await
+        .expect("query")
+        .expect("painting");
+    assert_eq!(p1_view.cid, p1.cid);
+    assert_eq!(p1_view.record["code"], "a3b");
+    assert_eq!(p1_view.created_at.as_deref(), Some(WHEN));
+    assert!(p1_view.repairs.is_empty(), "{:?}", p1_view.repairs);
+    assert_eq!(
+        p1_view.handle.as_deref(),
+        Some(alice.handle.as_str()),
+        "the handle from the account's #identity"
+    );
+    assert!(indexed(&store, &kid.uri).await.is_some());
+
+    // Quirks: repaired and recorded.
+    let mood_view = store.record(&mood.uri).await.expect("query").expect("mood");
+    assert_eq!(mood_view.record["mood"], "sunny", "text renamed to mood");
+    assert!(
+        mood_view
+            .repairs
+            .iter()
+            .any(|r| r.contains("`text`") && r.contains("`mood`")),
+        "{:?}",
+        mood_view.repairs
+    );
+    let p2_view = store
+        .record(&p2.uri)
+        .await
+        .expect("query")
+        .expect("quirky painting");
+    assert_eq!(p2_view.record["ref"], REF, "mongoId read as ref");
+    assert_eq!(p2_view.record["acUrl"], "https://aesthetic.computer/#q1z");
+    assert!(
+        p2_view.repairs.iter().any(|r| r.contains("acUrl")),
+        "{:?}",
+        p2_view.repairs
+    );
+    let tape_view = store.record(&tape.uri).await.expect("query").expect("tape");
+    assert!(
+        tape_view.repairs.iter().any(|r| r.contains("video")),
+        "{:?}",
+        tape_view.repairs
+    );
+    // Kept out.
+    assert!(
+        indexed(&store, &post.uri).await.is_none(),
+        "posts are not AC records"
+    );
+    assert!(indexed(&store, &broken.uri).await.is_none());
+    assert_eq!(
+        ingest.stats.rejected().get("invalid"),
+        Some(&1),
+        "{:?}",
+        ingest.stats.rejected()
+    );
+
+    // Profile and follows.
+    let alice_view = store
+        .actor(&alice.did)
+        .await
+        .expect("query")
+        .expect("alice");
+    assert_eq!(alice_view.display_name.as_deref(), Some("Alice A."));
+    assert_eq!(alice_view.followers, 1);
+    assert!(alice_view.active);
+    let counts: std::collections::BTreeMap<_, _> = alice_view.counts.into_iter().collect();
+    assert_eq!(counts.get("computer.aesthetic.painting"), Some(&1));
+    assert_eq!(counts.get("computer.aesthetic.mood"), Some(&1));
+
+    // Feed: everything AC, newest first by `when` then URI, paged without repeats.
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .feed(&FeedQuery {
+                cursor: cursor.clone(),
+                limit: 2,
+                ..FeedQuery::default()
+            })
+            .await
+            .expect("feed");
+        seen.extend(page.records.iter().map(|r| r.uri.clone()));
+        cursor = page.cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    let mut sorted = seen.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(seen, sorted, "same `when`, so URI order, descending");
+    assert_eq!(
+        seen.len(),
+        6,
+        "painting x2, kidlisp, mood, tape, follow: {seen:?}"
+    );
+    let alice_only = store
+        .feed(&FeedQuery {
+            author: Some(alice.did.clone()),
+            collections: vec!["computer.aesthetic.painting".into()],
+            limit: 50,
+            ..FeedQuery::default()
+        })
+        .await
+        .expect("author feed");
+    assert_eq!(alice_only.records.len(), 1);
+    assert_eq!(alice_only.records[0].uri, p1.uri);
+
+    // Update and delete propagate.
+    let mut changed = painting("a3b");
+    changed["slug"] = json!("repainted");
+    let p1_new = alice
+        .put_record("computer.aesthetic.painting", rkey(&p1.uri), &changed)
+        .await
+        .expect("update");
+    alice
+        .delete_record("computer.aesthetic.kidlisp", rkey(&kid.uri))
+        .await
+        .expect("delete");
+    until("the update and the delete", || async {
+        let updated = store
+            .record(&p1.uri)
+            .await
+            .expect("query")
+            .is_some_and(|r| r.cid == p1_new.cid);
+        updated && indexed(&store, &kid.uri).await.is_none()
+    })
+    .await;
+    assert_eq!(
+        indexed(&store, &p1.uri).await.expect("painting")["slug"],
+        "repainted"
+    );
+
+    // Stop, write while stopped, restart: resumes from the stored cursor.
+    let committed = ingest.stats.committed_seq.load(Ordering::Relaxed);
+    ingest.stop().await;
+    let source = sandbox.subscribe_repos_url(None);
+    assert_eq!(
+        store.cursor(&source).await.expect("cursor"),
+        Some(committed),
+        "the cursor is the last committed seq"
+    );
+    let late = alice
+        .create_record("computer.aesthetic.painting", &painting("l8r"))
+        .await
+        .expect("painting while stopped");
+    let ingest = Ingest::start(&sandbox, Arc::clone(&store));
+    until("the painting written while ingest was stopped", || async {
+        indexed(&store, &late.uri).await.is_some()
+    })
+    .await;
+    // Whatever came before the cursor was not applied again.
+    assert_eq!(ingest.stats.records_written.load(Ordering::Relaxed), 1);
+
+    // The index holds exactly the AC records the PDS holds (minus the one kept out).
+    let collections = [
+        "computer.aesthetic.painting",
+        "computer.aesthetic.kidlisp",
+        "computer.aesthetic.mood",
+        "computer.aesthetic.tape",
+        "computer.aesthetic.graph.follow",
+    ];
+    let mut expected = pds_records(&alice, &collections).await;
+    expected.extend(pds_records(&bob, &collections).await);
+    expected.retain(|(uri, _)| uri != &broken.uri);
+    expected.sort();
+    assert_eq!(store.record_cids().await.expect("cids"), expected);
+
+    ingest.stop().await;
+    store.close().await;
+    sandbox.shutdown().await;
+}

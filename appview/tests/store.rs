@@ -1,0 +1,304 @@
+//! The index store's contract, table-driven over [`Change`] batches (the suite a Postgres
+//! backend must also pass): idempotent upserts keyed by URI + CID, deletes, profiles,
+//! hiding inactive accounts, cursors moving with their batch, feed paging and filters, and
+//! the database surviving a reopen.
+
+use std::sync::Arc;
+
+use atelier_appview::index::{Change, Profile, RecordRow};
+use atelier_appview::store::{FeedQuery, SqliteStore, Store};
+use serde_json::json;
+
+fn row(did: &str, collection: &str, rkey: &str, cid: &str, when: &str) -> RecordRow {
+    RecordRow {
+        uri: format!("at://{did}/{collection}/{rkey}"),
+        did: did.to_owned(),
+        collection: collection.to_owned(),
+        rkey: rkey.to_owned(),
+        cid: cid.to_owned(),
+        created_at: Some(when.to_owned()),
+        code: Some(rkey.to_owned()),
+        slug: None,
+        record: json!({"$type": collection, "when": when, "code": rkey}),
+        repairs: Vec::new(),
+    }
+}
+
+const A: &str = "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa";
+const B: &str = "did:plc:bbbbbbbbbbbbbbbbbbbbbbbb";
+const PAINTING: &str = "computer.aesthetic.painting";
+const MOOD: &str = "computer.aesthetic.mood";
+
+async fn store() -> (tempfile::TempDir, Arc<SqliteStore>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(&dir.path().join("db/index.sqlite"))
+        .await
+        .expect("opens (creating its directory)");
+    (dir, Arc::new(store))
+}
+
+fn uris(page: &atelier_appview::store::Page) -> Vec<&str> {
+    page.records.iter().map(|r| r.uri.as_str()).collect()
+}
+
+#[tokio::test]
+async fn upserts_are_idempotent_and_updates_replace() {
+    let (_dir, store) = store().await;
+    let p = row(A, PAINTING, "p1", "bafy-1", "2026-01-01T00:00:00Z");
+    // (batch, records written, records deleted)
+    let cases: Vec<(Vec<Change>, u64, u64)> = vec![
+        (vec![Change::Record(p.clone())], 1, 0),
+        (vec![Change::Record(p.clone())], 0, 0),
+        (
+            vec![Change::Record(RecordRow {
+                cid: "bafy-2".into(),
+                record: json!({"changed": true}),
+                ..p.clone()
+            })],
+            1,
+            0,
+        ),
+        (vec![Change::DeleteRecord { uri: p.uri.clone() }], 0, 1),
+        (vec![Change::DeleteRecord { uri: p.uri.clone() }], 0, 0),
+    ];
+    for (i, (batch, written, deleted)) in cases.into_iter().enumerate() {
+        let applied = store.apply(&batch, None).await.expect("apply");
+        assert_eq!(
+            (applied.records_written, applied.records_deleted),
+            (written, deleted),
+            "step {i}"
+        );
+        if i == 2 {
+            let view = store.record(&p.uri).await.expect("query").expect("present");
+            assert_eq!(
+                (view.cid.as_str(), &view.record),
+                ("bafy-2", &json!({"changed": true}))
+            );
+        }
+    }
+    assert!(store.record(&p.uri).await.expect("query").is_none());
+}
+
+#[tokio::test]
+async fn cursor_moves_with_its_batch_and_survives_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("index.sqlite");
+    {
+        let store = SqliteStore::open(&path).await.expect("opens");
+        assert_eq!(store.cursor("ws://x").await.expect("cursor"), None);
+        store
+            .apply(
+                &[Change::Record(row(
+                    A,
+                    MOOD,
+                    "m1",
+                    "c1",
+                    "2026-01-01T00:00:00Z",
+                ))],
+                Some(("ws://x", 41)),
+            )
+            .await
+            .expect("apply");
+        store.apply(&[], Some(("ws://x", 42))).await.expect("apply");
+        store.apply(&[], Some(("ws://y", 7))).await.expect("apply");
+        store.close().await;
+    }
+    let store = SqliteStore::open(&path)
+        .await
+        .expect("reopens (migrations idempotent)");
+    assert_eq!(store.cursor("ws://x").await.expect("cursor"), Some(42));
+    assert_eq!(store.cursor("ws://y").await.expect("cursor"), Some(7));
+    assert_eq!(store.record_cids().await.expect("cids").len(), 1);
+}
+
+#[tokio::test]
+async fn inactive_accounts_are_hidden_and_come_back() {
+    let (_dir, store) = store().await;
+    let a = row(A, PAINTING, "p1", "c1", "2026-01-01T00:00:00Z");
+    let b = row(B, PAINTING, "p2", "c2", "2026-01-02T00:00:00Z");
+    store
+        .apply(
+            &[Change::Record(a.clone()), Change::Record(b.clone())],
+            None,
+        )
+        .await
+        .expect("apply");
+    let all = FeedQuery {
+        limit: 10,
+        ..FeedQuery::default()
+    };
+    assert_eq!(
+        uris(&store.feed(&all).await.expect("feed")),
+        [&b.uri, &a.uri]
+    );
+    let status = |active: bool, status: Option<&str>| Change::Account {
+        did: A.into(),
+        active,
+        status: status.map(str::to_owned),
+    };
+    store
+        .apply(&[status(false, Some("takendown"))], None)
+        .await
+        .expect("apply");
+    assert_eq!(uris(&store.feed(&all).await.expect("feed")), [&b.uri]);
+    assert!(store.record(&a.uri).await.expect("query").is_none());
+    let actor = store.actor(A).await.expect("query").expect("known");
+    assert_eq!(
+        (actor.active, actor.status.as_deref()),
+        (false, Some("takendown"))
+    );
+    store
+        .apply(&[status(true, None)], None)
+        .await
+        .expect("apply");
+    assert_eq!(
+        uris(&store.feed(&all).await.expect("feed")),
+        [&b.uri, &a.uri]
+    );
+}
+
+#[tokio::test]
+async fn profiles_handles_and_follows() {
+    let (_dir, store) = store().await;
+    let follow = |by: &str, rkey: &str| Change::Follow {
+        uri: format!("at://{by}/computer.aesthetic.graph.follow/{rkey}"),
+        did: by.into(),
+        subject: A.into(),
+        created_at: None,
+    };
+    store
+        .apply(
+            &[
+                Change::Handle {
+                    did: A.into(),
+                    handle: Some("alice.test".into()),
+                },
+                Change::Profile(Profile {
+                    did: A.into(),
+                    display_name: Some("Alice".into()),
+                    description: Some("paints".into()),
+                    avatar_cid: Some("bafkrei-avatar".into()),
+                    record: json!({"displayName": "Alice"}),
+                }),
+                follow(B, "f1"),
+                follow(B, "f1"),
+                follow("did:plc:cccccccccccccccccccccccc", "f2"),
+            ],
+            None,
+        )
+        .await
+        .expect("apply");
+    let a = store.actor(A).await.expect("query").expect("alice");
+    assert_eq!(a.handle.as_deref(), Some("alice.test"));
+    assert_eq!(a.display_name.as_deref(), Some("Alice"));
+    assert_eq!(a.avatar_cid.as_deref(), Some("bafkrei-avatar"));
+    assert_eq!(a.followers, 2, "the same follow twice counts once");
+    store
+        .apply(
+            &[
+                Change::DeleteProfile { did: A.into() },
+                Change::DeleteRecord {
+                    uri: format!("at://{B}/computer.aesthetic.graph.follow/f1"),
+                },
+            ],
+            None,
+        )
+        .await
+        .expect("apply");
+    let a = store.actor(A).await.expect("query").expect("alice");
+    assert_eq!((a.display_name, a.followers), (None, 1));
+    assert_eq!(a.handle.as_deref(), Some("alice.test"), "the handle stays");
+    assert!(
+        store.actor(B).await.expect("query").is_none(),
+        "never seen as an actor"
+    );
+}
+
+#[tokio::test]
+async fn feed_pages_filters_and_orders() {
+    let (_dir, store) = store().await;
+    let mut batch = Vec::new();
+    for i in 0..25u32 {
+        let did = if i % 2 == 0 { A } else { B };
+        let collection = if i % 3 == 0 { MOOD } else { PAINTING };
+        // Pairs share a timestamp, so ties are broken by URI.
+        let when = format!("2026-01-01T00:00:{:02}Z", i / 2);
+        batch.push(Change::Record(row(
+            did,
+            collection,
+            &format!("r{i:02}"),
+            "c",
+            &when,
+        )));
+    }
+    store.apply(&batch, None).await.expect("apply");
+    let cases: Vec<(&str, FeedQuery, usize)> = vec![
+        ("all", FeedQuery::default(), 25),
+        (
+            "author A",
+            FeedQuery {
+                author: Some(A.into()),
+                ..FeedQuery::default()
+            },
+            13,
+        ),
+        (
+            "moods",
+            FeedQuery {
+                collections: vec![MOOD.into()],
+                ..FeedQuery::default()
+            },
+            9,
+        ),
+        (
+            "author B's paintings",
+            FeedQuery {
+                author: Some(B.into()),
+                collections: vec![PAINTING.into()],
+                ..FeedQuery::default()
+            },
+            8,
+        ),
+    ];
+    for (name, query, expected) in cases {
+        for limit in [1, 4, 7, 100, 1000] {
+            let mut seen: Vec<(String, String)> = Vec::new();
+            let mut cursor = None;
+            loop {
+                let page = store
+                    .feed(&FeedQuery {
+                        cursor: cursor.clone(),
+                        limit,
+                        ..query.clone()
+                    })
+                    .await
+                    .expect("feed");
+                assert!(page.records.len() <= limit.min(100), "{name}: page size");
+                seen.extend(
+                    page.records
+                        .iter()
+                        .map(|r| (r.created_at.clone().unwrap_or_default(), r.uri.clone())),
+                );
+                cursor = page.cursor;
+                if cursor.is_none() {
+                    break;
+                }
+            }
+            assert_eq!(seen.len(), expected, "{name} at limit {limit}");
+            assert!(
+                seen.windows(2).all(|w| w[0] > w[1]),
+                "{name} at limit {limit}: newest first, no repeats"
+            );
+        }
+    }
+    // A malformed cursor is ignored (first page), not an error.
+    let page = store
+        .feed(&FeedQuery {
+            cursor: Some("nonsense".into()),
+            limit: 3,
+            ..FeedQuery::default()
+        })
+        .await
+        .expect("feed");
+    assert_eq!(page.records.len(), 3);
+}
