@@ -53,6 +53,9 @@ enum Command {
         #[command(subcommand)]
         command: Option<crate::relay_cmd::RelayCommand>,
     },
+    /// Run the AC AppView from the `services.appview` section of atelier.yaml: ingest its
+    /// source into the index and serve the computer.aesthetic.* XRPC queries.
+    Appview(crate::appview_cmd::ServeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -70,8 +73,11 @@ pub fn init_tracing(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colours only on a terminal: logs redirected to a file or journald stay plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .try_init();
 }
@@ -120,6 +126,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             serve,
             command: None,
         } => runtime()?.block_on(crate::relay_cmd::serve(serve)),
+        Command::Appview(args) => runtime()?.block_on(crate::appview_cmd::serve(args)),
     }
 }
 

@@ -120,7 +120,7 @@ pub async fn run(command: RelayCommand) -> anyhow::Result<()> {
 }
 
 /// Completes on Ctrl-C or SIGTERM.
-fn interrupted() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
+pub(crate) fn interrupted() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     Ok(async move {
         tokio::select! {

@@ -163,6 +163,21 @@ impl AtelierConfig {
     }
 
     fn check_store(&self, base_dir: &Path) -> Result<(), CheckError> {
+        if let Some(source) = &self.services.appview.source {
+            let url = source.url.as_str();
+            let parsed = url::Url::parse(url);
+            if !matches!(parsed.as_ref().map(url::Url::scheme), Ok("ws" | "wss"))
+                || parsed.as_ref().is_ok_and(|u| u.host_str().is_none())
+            {
+                return bad(
+                    "services.appview.source.url",
+                    format!(
+                        "must be a ws:// or wss:// subscribeRepos URL such as \
+                         wss://bsky.network/xrpc/com.atproto.sync.subscribeRepos, got {url:?}"
+                    ),
+                );
+            }
+        }
         let store = &self.services.appview.store;
         let key = "services.appview.store.url";
         check_secret_pair(

@@ -20,7 +20,8 @@ mod yaml;
 pub use check::CheckError;
 pub use schema::{
     AdminConfig, AppviewConfig, AtelierConfig, Backend, BootstrapUser, InvitePolicy, PdsConfig,
-    PdsImplementation, PlcConfig, Profile, Role, Services, StoreConfig, StoreKind, TlsConfig,
+    PdsImplementation, PlcConfig, Profile, Role, Services, SourceConfig, StoreConfig, StoreKind,
+    TlsConfig,
 };
 pub use secret::{Secret, SecretError};
 
@@ -150,6 +151,61 @@ impl Loaded {
         relay.zstd_dictionary = relay.zstd_dictionary.map(|p| self.base_dir.join(p));
         Some(relay)
     }
+}
+
+impl Loaded {
+    /// The AppView service's configuration: the index file under the data directory, and
+    /// ingest from `services.appview.source`, or by default this installation's relay
+    /// when one is configured, else the bundled PDS (loopback addresses in the sandbox).
+    ///
+    /// # Errors
+    /// If the store is Postgres, which the AppView cannot use yet.
+    pub fn appview_config(&self) -> Result<atelier_appview::service::AppViewConfig, String> {
+        let services = &self.config.services;
+        let appview = &services.appview;
+        if appview.store.kind == StoreKind::Postgres {
+            return Err(
+                "services.appview.store.kind: the Postgres store is not built yet; \
+                        use `kind: sqlite`"
+                    .to_owned(),
+            );
+        }
+        let (url, trusted) = match &appview.source {
+            Some(source) => (source.url.clone(), source.trusted),
+            None => {
+                let (addr, path) = match &services.relay {
+                    Some(relay) => (relay.listen, "xrpc/com.atproto.sync.subscribeRepos"),
+                    None => (
+                        services.pds.listen(),
+                        "xrpc/com.atproto.sync.subscribeRepos",
+                    ),
+                };
+                (format!("ws://{}/{path}", reachable(addr)), false)
+            }
+        };
+        let sandbox = self.config.profile == Profile::Sandbox;
+        let plc_url = match self.config.plc() {
+            Some(plc) if sandbox => format!("http://127.0.0.1:{}", plc.port),
+            _ => "https://plc.directory".to_owned(),
+        };
+        let mut ingest = atelier_appview::ingest::IngestConfig::new(url);
+        ingest.trusted = trusted;
+        ingest.plc_url = plc_url;
+        ingest.allow_loopback = sandbox;
+        Ok(atelier_appview::service::AppViewConfig {
+            store_path: self.data_dir().join(&appview.store.path),
+            ingest: Some(ingest),
+        })
+    }
+}
+
+/// `addr` as a client reaches it: a wildcard bind address becomes loopback.
+fn reachable(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+    }
+    addr
 }
 
 /// Reads, parses and checks the file at `path`.

@@ -318,6 +318,9 @@ pub struct AppviewConfig {
     pub port: u16,
     /// Where the index is kept.
     pub store: StoreConfig,
+    /// The `subscribeRepos` stream the AppView indexes. `null`: this installation's relay
+    /// when one is configured, else the bundled PDS.
+    pub source: Option<SourceConfig>,
 }
 
 impl Default for AppviewConfig {
@@ -326,8 +329,22 @@ impl Default for AppviewConfig {
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             port: 2584,
             store: StoreConfig::default(),
+            source: None,
         }
     }
+}
+
+/// A stream the AppView follows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// A `subscribeRepos` WebSocket URL: a relay
+    /// (`wss://bsky.network/xrpc/com.atproto.sync.subscribeRepos`), a PDS, or an Atelier
+    /// relay.
+    pub url: String,
+    /// Skip signature and MST verification: only for a source you run yourself.
+    #[serde(default)]
+    pub trusted: bool,
 }
 
 impl AppviewConfig {
