@@ -79,6 +79,109 @@ pub(crate) enum DefKind {
     Token,
     /// A named non-object type (a string, array...), generated as a type alias.
     Alias(Type),
+    /// An XRPC method: a `query` (HTTP GET) or a `procedure` (HTTP POST).
+    Xrpc(Xrpc),
+}
+
+/// An XRPC method (`query` or `procedure`), which is always a lexicon's `main` def.
+#[derive(Debug)]
+pub(crate) struct Xrpc {
+    /// Whether it is a query or a procedure.
+    pub(crate) method: Method,
+    /// The URL query parameters, when the method declares `parameters`.
+    pub(crate) params: Option<Object>,
+    /// The request body (procedures only).
+    pub(crate) input: Option<Body>,
+    /// The response body.
+    pub(crate) output: Option<Body>,
+    /// The errors the method declares, in the lexicon's order.
+    pub(crate) errors: Vec<XrpcError>,
+}
+
+/// The two kinds of XRPC methods this generator handles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Method {
+    /// `"type": "query"`, an HTTP GET.
+    Query,
+    /// `"type": "procedure"`, an HTTP POST.
+    Procedure,
+}
+
+impl Method {
+    /// The lexicon's word for the method: `query` or `procedure`.
+    pub(crate) fn word(self) -> &'static str {
+        match self {
+            Method::Query => "query",
+            Method::Procedure => "procedure",
+        }
+    }
+
+    /// The HTTP method: `GET` or `POST`.
+    pub(crate) fn http(self) -> &'static str {
+        match self {
+            Method::Query => "GET",
+            Method::Procedure => "POST",
+        }
+    }
+}
+
+/// The request or response body of an XRPC method.
+#[derive(Debug)]
+pub(crate) struct Body {
+    /// The MIME type, e.g. `application/json`.
+    pub(crate) encoding: String,
+    /// The body's description.
+    pub(crate) description: Option<String>,
+    /// The JSON schema of the body, when it has one.
+    pub(crate) schema: Option<BodySchema>,
+}
+
+/// The schema of a JSON body.
+#[derive(Debug)]
+pub(crate) enum BodySchema {
+    /// An object declared inline.
+    Object(Object),
+    /// A reference to an object (or other) def.
+    Ref(Ref),
+}
+
+/// One error an XRPC method declares.
+#[derive(Debug)]
+pub(crate) struct XrpcError {
+    /// The error's name, e.g. `NotFound`.
+    pub(crate) name: String,
+    /// The error's description.
+    pub(crate) description: Option<String>,
+}
+
+impl Xrpc {
+    /// The first sentence of the method's documentation: what it is, where it is served and
+    /// its description, e.g. ``Query `a.b.c`, served at `GET /xrpc/a.b.c`: Gets things.``
+    pub(crate) fn headline(&self, nsid: &str, description: Option<&str>) -> String {
+        let word = match self.method {
+            Method::Query => "Query",
+            Method::Procedure => "Procedure",
+        };
+        let http = self.method.http();
+        match description.filter(|d| !d.trim().is_empty()) {
+            Some(d) => format!("{word} `{nsid}`, served at `{http} /xrpc/{nsid}`: {d}"),
+            None => format!("{word} `{nsid}`, served at `{http} /xrpc/{nsid}`."),
+        }
+    }
+
+    /// Every reference the method's bodies contain.
+    pub(crate) fn refs(&self) -> Vec<&Ref> {
+        let params = self.params.iter().flat_map(|p| p.refs());
+        let bodies = [&self.input, &self.output]
+            .into_iter()
+            .flatten()
+            .flat_map(|b| match &b.schema {
+                None => Vec::new(),
+                Some(BodySchema::Ref(r)) => vec![r],
+                Some(BodySchema::Object(o)) => o.refs(),
+            });
+        params.chain(bodies).collect()
+    }
 }
 
 /// The fields of an object or record.
@@ -86,6 +189,13 @@ pub(crate) enum DefKind {
 pub(crate) struct Object {
     /// The properties, sorted by name.
     pub(crate) properties: Vec<Property>,
+}
+
+impl Object {
+    /// Every reference the object's properties contain.
+    pub(crate) fn refs(&self) -> Vec<&Ref> {
+        self.properties.iter().flat_map(|p| p.ty.refs()).collect()
+    }
 }
 
 /// One property of an object.
@@ -278,8 +388,13 @@ fn parse_doc(doc: &Value, file: &str) -> Result<Lexicon> {
         .collect::<Result<Vec<_>>>()?;
     defs.sort_by(|a, b| (a.name != "main", &a.name).cmp(&(b.name != "main", &b.name)));
     for def in &defs {
-        if def.name != "main" && matches!(def.kind, DefKind::Record { .. }) {
-            bail!("def `{}`: only `main` may be a record", def.name);
+        let kind = match &def.kind {
+            DefKind::Record { .. } => "record",
+            DefKind::Xrpc(x) => x.method.word(),
+            _ => continue,
+        };
+        if def.name != "main" {
+            bail!("def `{}`: only `main` may be a {kind}", def.name);
         }
     }
     Ok(Lexicon {
@@ -322,7 +437,9 @@ fn parse_def(nsid: &str, name: &str, def: &Value) -> Result<Def> {
         }
         "object" => DefKind::Object(parse_object(nsid, obj)?),
         "token" => DefKind::Token,
-        "query" | "procedure" | "subscription" | "permission-set" | "params" => {
+        "query" => DefKind::Xrpc(parse_xrpc(nsid, Method::Query, obj)?),
+        "procedure" => DefKind::Xrpc(parse_xrpc(nsid, Method::Procedure, obj)?),
+        "subscription" | "permission-set" | "params" => {
             bail!("`{ty}` defs are not supported by `cargo xtask codegen` yet")
         }
         _ => DefKind::Alias(parse_type(nsid, obj)?),
@@ -332,6 +449,130 @@ fn parse_def(nsid: &str, name: &str, def: &Value) -> Result<Def> {
         description,
         kind,
     })
+}
+
+/// Parses the `parameters`, `input`, `output` and `errors` of a query or procedure.
+fn parse_xrpc(nsid: &str, method: Method, obj: &Map<String, Value>) -> Result<Xrpc> {
+    let params = match obj.get("parameters") {
+        None => None,
+        Some(p) => Some(parse_params(nsid, p).context("`parameters`")?),
+    };
+    let input = match obj.get("input") {
+        None => None,
+        Some(_) if method == Method::Query => {
+            bail!("a query has no request body, so it cannot declare `input`")
+        }
+        Some(b) => Some(parse_body(nsid, b).context("`input`")?),
+    };
+    let output = match obj.get("output") {
+        None => None,
+        Some(b) => Some(parse_body(nsid, b).context("`output`")?),
+    };
+    let errors = match obj.get("errors") {
+        None => Vec::new(),
+        Some(e) => parse_errors(e).context("`errors`")?,
+    };
+    Ok(Xrpc {
+        method,
+        params,
+        input,
+        output,
+        errors,
+    })
+}
+
+/// Parses a `params` object: properties that fit in a URL query string.
+fn parse_params(nsid: &str, params: &Value) -> Result<Object> {
+    let params = params.as_object().context("not a JSON object")?;
+    ensure!(
+        str_field(params, "type")? == Some("params"),
+        "must be of type `params`"
+    );
+    let object = parse_object(nsid, params)?;
+    for prop in &object.properties {
+        let scalar = |ty: &Type| {
+            matches!(
+                ty.kind,
+                TypeKind::String | TypeKind::Integer | TypeKind::Boolean | TypeKind::Unknown
+            )
+        };
+        let fits = match &prop.ty.kind {
+            TypeKind::Array(items) => scalar(items),
+            _ => scalar(&prop.ty),
+        };
+        ensure!(
+            fits,
+            "property `{}`: parameters can only be boolean, integer, string or unknown, or arrays \
+             of those, not {}",
+            prop.name,
+            prop.ty.summary()
+        );
+        ensure!(
+            !prop.nullable,
+            "property `{}`: parameters cannot be `nullable`",
+            prop.name
+        );
+    }
+    Ok(object)
+}
+
+/// Parses the `input` or `output` of an XRPC method.
+fn parse_body(nsid: &str, body: &Value) -> Result<Body> {
+    let body = body.as_object().context("not a JSON object")?;
+    let encoding = str_field(body, "encoding")?
+        .context("`encoding` is missing")?
+        .to_owned();
+    let description = str_field(body, "description")?.map(str::to_owned);
+    let schema = match body.get("schema") {
+        None => None,
+        Some(schema) => {
+            ensure!(
+                encoding == "application/json",
+                "a `schema` needs `encoding` `application/json`, not `{encoding}`"
+            );
+            let schema = schema.as_object().context("`schema` is not an object")?;
+            let ty = str_field(schema, "type")?.context("`schema` has no `type`")?;
+            Some(match ty {
+                "object" => BodySchema::Object(parse_object(nsid, schema).context("`schema`")?),
+                "ref" => {
+                    let target = str_field(schema, "ref")?.context("`schema` has no `ref`")?;
+                    BodySchema::Ref(resolve(nsid, target).context("`schema`")?)
+                }
+                "union" => bail!("`union` schemas are not supported by `cargo xtask codegen` yet"),
+                other => bail!("`schema` must be an object, a ref or a union, not `{other}`"),
+            })
+        }
+    };
+    Ok(Body {
+        encoding,
+        description,
+        schema,
+    })
+}
+
+/// Parses the `errors` list of an XRPC method.
+fn parse_errors(errors: &Value) -> Result<Vec<XrpcError>> {
+    let errors = errors.as_array().context("not an array")?;
+    let mut seen = BTreeSet::new();
+    errors
+        .iter()
+        .map(|error| {
+            let error = error
+                .as_object()
+                .context("every error must be an object with a `name`")?;
+            let name = str_field(error, "name")?.context("an error has no `name`")?;
+            ensure!(
+                name.starts_with(|c: char| c.is_ascii_alphabetic())
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "error name {name:?} must be an ASCII word such as `NotFound`"
+            );
+            ensure!(seen.insert(name), "error `{name}` is listed twice");
+            Ok(XrpcError {
+                name: name.to_owned(),
+                description: str_field(error, "description")?.map(str::to_owned),
+            })
+        })
+        .collect()
 }
 
 /// Parses the properties of an object type.
@@ -498,6 +739,13 @@ fn check_refs(lexicons: &[Lexicon]) -> Result<()> {
                         def.name,
                         r.display()
                     ),
+                    Some(DefKind::Xrpc(x)) => bail!(
+                        "in {}: def `{}` uses {} `{}` as a type",
+                        lex.file,
+                        def.name,
+                        x.method.word(),
+                        r.display()
+                    ),
                     Some(_) => {}
                 }
             }
@@ -509,10 +757,9 @@ fn check_refs(lexicons: &[Lexicon]) -> Result<()> {
 /// Every reference a def contains.
 pub(crate) fn def_refs(def: &Def) -> Vec<&Ref> {
     match &def.kind {
-        DefKind::Record { object, .. } | DefKind::Object(object) => {
-            object.properties.iter().flat_map(|p| p.ty.refs()).collect()
-        }
+        DefKind::Record { object, .. } | DefKind::Object(object) => object.refs(),
         DefKind::Alias(ty) => ty.refs(),
+        DefKind::Xrpc(xrpc) => xrpc.refs(),
         DefKind::Token => Vec::new(),
     }
 }

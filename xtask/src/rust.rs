@@ -1,6 +1,11 @@
 //! The Rust emitter: one module per lexicon under `src/generated/`, the module tree in
 //! `mod.rs`, and `schemas.rs` embedding every lexicon document.
 //!
+//! An XRPC method (`query` or `procedure`) is not a type: its module holds a `Params` struct
+//! (URL query parameters), `Input` and `Output` (request and response bodies: a struct for an
+//! inline object, an alias for a ref) when the lexicon declares them, and `ERRORS`, the names
+//! of the errors it declares.
+//!
 //! The output is plain text; `lib.rs` runs it through rustfmt so that what is checked in is
 //! exactly what `cargo fmt` would produce.
 
@@ -9,7 +14,9 @@ use std::fmt::Write as _;
 
 use anyhow::{Result, bail};
 
-use crate::lexicon::{Def, DefKind, Lexicon, Object, Property, Ref, Type, TypeKind};
+use crate::lexicon::{
+    Body, BodySchema, Def, DefKind, Lexicon, Method, Object, Property, Ref, Type, TypeKind, Xrpc,
+};
 use crate::naming::{pascal_case, rust_ident, screaming_snake_case, serde_camel_case, snake_case};
 use crate::text::comment;
 use crate::{GENERATED_DIR, HEADER};
@@ -42,7 +49,42 @@ fn module_file(lex: &Lexicon) -> String {
     format!("{GENERATED_DIR}/{}.rs", path.join("/"))
 }
 
-/// The Rust name of every def's type.
+/// The names of the XRPC items in a method's module.
+const PARAMS: &str = "Params";
+const INPUT: &str = "Input";
+const OUTPUT: &str = "Output";
+const ERRORS: &str = "ERRORS";
+
+/// The body of an XRPC method that has a schema, and so a type.
+fn typed(body: Option<&Body>) -> Option<(&Body, &BodySchema)> {
+    body.and_then(|b| b.schema.as_ref().map(|s| (b, s)))
+}
+
+/// The names a def declares in its lexicon's module: one type or constant for most defs, the
+/// `Params`/`Input`/`Output` types and `ERRORS` for an XRPC method.
+fn def_items(lex: &Lexicon, def: &Def) -> Vec<String> {
+    match &def.kind {
+        DefKind::Token => vec![rust_ident(&screaming_snake_case(&def.name))],
+        DefKind::Xrpc(x) => {
+            let mut items = Vec::new();
+            if x.params.is_some() {
+                items.push(PARAMS.to_owned());
+            }
+            if typed(x.input.as_ref()).is_some() {
+                items.push(INPUT.to_owned());
+            }
+            if typed(x.output.as_ref()).is_some() {
+                items.push(OUTPUT.to_owned());
+            }
+            items.push(ERRORS.to_owned());
+            items
+        }
+        _ if def.name == "main" => vec![rust_ident(&pascal_case(lex.name()))],
+        _ => vec![rust_ident(&pascal_case(&def.name))],
+    }
+}
+
+/// The Rust name of every def's type (XRPC methods, which are not types, have none).
 struct TypeNames(BTreeMap<(String, String), String>);
 
 impl TypeNames {
@@ -52,19 +94,20 @@ impl TypeNames {
         for lex in lexicons {
             let mut seen = BTreeSet::new();
             for def in &lex.defs {
-                let name = match def.kind {
-                    DefKind::Token => rust_ident(&screaming_snake_case(&def.name)),
-                    _ if def.name == "main" => rust_ident(&pascal_case(lex.name())),
-                    _ => rust_ident(&pascal_case(&def.name)),
-                };
-                if !seen.insert(name.clone()) || name == "NSID" {
-                    bail!(
-                        "in {}: def `{}` would be named `{name}` in Rust, which is taken",
-                        lex.file,
-                        def.name
-                    );
+                let items = def_items(lex, def);
+                for name in &items {
+                    if !seen.insert(name.clone()) || name == "NSID" {
+                        bail!(
+                            "in {}: def `{}` would be named `{name}` in Rust, which is taken",
+                            lex.file,
+                            def.name
+                        );
+                    }
                 }
-                names.insert((lex.id.clone(), def.name.clone()), name);
+                if !matches!(def.kind, DefKind::Xrpc(_)) {
+                    let name = items.into_iter().next().unwrap_or_default();
+                    names.insert((lex.id.clone(), def.name.clone()), name);
+                }
             }
         }
         Ok(TypeNames(names))
@@ -90,11 +133,12 @@ struct Imports<'a> {
 }
 
 impl<'a> Imports<'a> {
-    fn new(lex: &'a Lexicon, names: &TypeNames) -> Self {
+    fn new(lex: &'a Lexicon) -> Self {
         let taken = lex
             .defs
             .iter()
-            .map(|d| (names.get(&lex.id, &d.name).to_owned(), None))
+            .flat_map(|d| def_items(lex, d))
+            .map(|name| (name, None))
             .chain([("NSID".to_owned(), None)])
             .collect();
         Imports {
@@ -157,7 +201,7 @@ fn rust_type(ty: &Type, imports: &mut Imports<'_>, names: &TypeNames) -> String 
 
 /// The module of one lexicon.
 fn lexicon_module(lex: &Lexicon, names: &TypeNames) -> Result<String> {
-    let mut imports = Imports::new(lex, names);
+    let mut imports = Imports::new(lex);
     let mut body = String::new();
     comment(&mut body, "/// ", "The NSID of this lexicon.");
     let _ = writeln!(body, "pub const NSID: &str = {:?};", lex.id);
@@ -181,6 +225,12 @@ fn lexicon_module(lex: &Lexicon, names: &TypeNames) -> Result<String> {
         "//! ",
         &format!("Generated from `lexicons/{}`{revision}.", lex.file),
     );
+    for def in &lex.defs {
+        if let DefKind::Xrpc(x) = &def.kind {
+            out.push_str("//!\n");
+            comment(&mut out, "//! ", &xrpc_module_doc(lex, def, x));
+        }
+    }
     out.push('\n');
     let uses = imports.render();
     if !uses.is_empty() {
@@ -255,8 +305,109 @@ fn emit_def(
             doc(out, "", &[description, &note]);
             let _ = writeln!(out, "pub type {name} = {};", rust_type(ty, imports, names));
         }
+        DefKind::Xrpc(x) => emit_xrpc(out, lex, x, names, imports),
     }
     Ok(())
+}
+
+/// The module documentation of an XRPC method: what it is and which items stand for what.
+fn xrpc_module_doc(lex: &Lexicon, def: &Def, x: &Xrpc) -> String {
+    let head = x.headline(&lex.id, def.description.as_deref());
+    let mut parts = Vec::new();
+    if x.params.is_some() {
+        parts.push(format!("[`{PARAMS}`] holds its URL query parameters."));
+    }
+    for (item, what, body) in [
+        (INPUT, "request", x.input.as_ref()),
+        (OUTPUT, "response", x.output.as_ref()),
+    ] {
+        match body {
+            Some(Body {
+                encoding,
+                schema: Some(_),
+                ..
+            }) => parts.push(format!("[`{item}`] is its {what} body (`{encoding}`).")),
+            Some(Body { encoding, .. }) => parts.push(format!(
+                "Its {what} body is `{encoding}`, with no schema to generate a type from."
+            )),
+            None if what == "request" && x.method == Method::Query => {}
+            None => parts.push(format!("It declares no {what} body.")),
+        }
+    }
+    parts.push(format!(
+        "[`{ERRORS}`] lists the names of the errors it declares."
+    ));
+    format!("{head}\n\n{}", parts.join(" "))
+}
+
+/// Emits the items of an XRPC method: `Params`, `Input`, `Output` and `ERRORS`.
+fn emit_xrpc(
+    out: &mut String,
+    lex: &Lexicon,
+    x: &Xrpc,
+    names: &TypeNames,
+    imports: &mut Imports<'_>,
+) {
+    let what = format!("{} `{}`", x.method.word(), lex.id);
+    if let Some(params) = &x.params {
+        imports.serde = true;
+        let note = format!(
+            "The parameters of {what}, sent in the URL query string. Each field serializes \
+             under its lexicon name; absent optional ones are left out."
+        );
+        doc(out, "", &[&note]);
+        let _ = writeln!(out, "{DERIVES}");
+        let _ = writeln!(out, "#[serde(rename_all = \"camelCase\")]");
+        emit_struct(out, PARAMS, params, names, imports);
+        out.push('\n');
+    }
+    for (item, what_body, body) in [
+        (INPUT, "request body", x.input.as_ref()),
+        (OUTPUT, "response body", x.output.as_ref()),
+    ] {
+        let Some((body, schema)) = typed(body) else {
+            continue;
+        };
+        let description = body.description.as_deref().unwrap_or("");
+        let note = format!("The {what_body} of {what} (`{}`).", body.encoding);
+        match schema {
+            BodySchema::Object(object) => {
+                imports.serde = true;
+                doc(out, "", &[description, &note]);
+                let _ = writeln!(out, "{DERIVES}");
+                let _ = writeln!(out, "#[serde(rename_all = \"camelCase\")]");
+                emit_struct(out, item, object, names, imports);
+            }
+            BodySchema::Ref(r) => {
+                let note = format!("{note} Schema: ref to `{}`.", r.display());
+                doc(out, "", &[description, &note]);
+                let ty = imports.reference(r, names);
+                let _ = writeln!(out, "pub type {item} = {ty};");
+            }
+        }
+        out.push('\n');
+    }
+    let mut note = format!(
+        "The names of the errors {what} declares, as they appear in the `error` field of an \
+         XRPC error response."
+    );
+    if !x.errors.is_empty() {
+        note.push('\n');
+        for e in &x.errors {
+            let _ = write!(note, "\n- `{}`", e.name);
+            if let Some(d) = e.description.as_deref().filter(|d| !d.trim().is_empty()) {
+                let _ = write!(note, ": {}", d.replace('\n', " "));
+            }
+        }
+    }
+    doc(out, "", &[&note]);
+    let list = x
+        .errors
+        .iter()
+        .map(|e| format!("{:?}", e.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let _ = writeln!(out, "pub const {ERRORS}: &[&str] = &[{list}];");
 }
 
 /// Emits a struct with one field per property.

@@ -5,13 +5,17 @@
 //! constants, side by side, so JavaScript imports the `.js` file and its JSDoc names types with
 //! `@typedef {import("…/painting.js").Painting}`. `ts/index.{js,d.ts}` re-export everything and
 //! `ts/types.d.ts` declares the shared wire types (blob refs, CID links, bytes).
+//!
+//! An XRPC method (`query` or `procedure`) declares `<Name>Params`, `<Name>Input` and
+//! `<Name>Output` interfaces (or aliases, for a body that is a ref), the `<Name>Error` union of
+//! its error names, and an `ERRORS` constant listing them in the `.js` file.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use anyhow::{Result, bail};
 
-use crate::lexicon::{Def, DefKind, Lexicon, Object, Ref, Type, TypeKind};
+use crate::lexicon::{Body, BodySchema, Def, DefKind, Lexicon, Object, Ref, Type, TypeKind, Xrpc};
 use crate::naming::{pascal_case, screaming_snake_case};
 use crate::text::comment;
 use crate::{HEADER, TS_DIR};
@@ -42,6 +46,47 @@ fn type_name(lex_name: &str, def: &Def) -> String {
     }
 }
 
+/// The name of the constant listing an XRPC method's error names.
+const ERRORS: &str = "ERRORS";
+
+/// The TypeScript types of an XRPC method named `lex_name`: `(params, input, output, error)`,
+/// e.g. `GetFeedParams`, `GetFeedInput`, `GetFeedOutput` and `GetFeedError`; `params`,
+/// `input` and `output` only when the method has them (with a schema, for bodies).
+fn xrpc_names(
+    lex_name: &str,
+    x: &Xrpc,
+) -> (Option<String>, Option<String>, Option<String>, String) {
+    let base = pascal_case(lex_name);
+    let typed = |body: &Option<Body>| body.as_ref().is_some_and(|b| b.schema.is_some());
+    (
+        x.params.as_ref().map(|_| format!("{base}Params")),
+        typed(&x.input).then(|| format!("{base}Input")),
+        typed(&x.output).then(|| format!("{base}Output")),
+        format!("{base}Error"),
+    )
+}
+
+/// The type names an XRPC method declares, in the order they are declared.
+fn xrpc_type_names(lex_name: &str, x: &Xrpc) -> Vec<String> {
+    let (params, input, output, error) = xrpc_names(lex_name, x);
+    [params, input, output, Some(error)]
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// Every name a def declares in its lexicon's files.
+fn def_names(lex_name: &str, def: &Def) -> Vec<String> {
+    match &def.kind {
+        DefKind::Xrpc(x) => {
+            let mut names = xrpc_type_names(lex_name, x);
+            names.push(ERRORS.to_owned());
+            names
+        }
+        _ => vec![type_name(lex_name, def)],
+    }
+}
+
 /// The TypeScript name of the def a reference points at.
 fn ref_name(r: &Ref, lexicons: &[Lexicon]) -> String {
     let lex = lexicons.iter().find(|l| l.id == r.nsid);
@@ -56,16 +101,17 @@ fn ref_name(r: &Ref, lexicons: &[Lexicon]) -> String {
 fn check_names(lex: &Lexicon) -> Result<()> {
     let mut seen = BTreeMap::new();
     for def in &lex.defs {
-        let name = type_name(lex.name(), def);
-        if name == "NSID" {
-            bail!("in {}: def `{}` would be named `NSID`", lex.file, def.name);
-        }
-        if let Some(other) = seen.insert(name.clone(), &def.name) {
-            bail!(
-                "in {}: defs `{other}` and `{}` would both be named `{name}` in TypeScript",
-                lex.file,
-                def.name
-            );
+        for name in def_names(lex.name(), def) {
+            if name == "NSID" {
+                bail!("in {}: def `{}` would be named `NSID`", lex.file, def.name);
+            }
+            if let Some(other) = seen.insert(name.clone(), &def.name) {
+                bail!(
+                    "in {}: defs `{other}` and `{}` would both be named `{name}` in TypeScript",
+                    lex.file,
+                    def.name
+                );
+            }
         }
     }
     Ok(())
@@ -120,10 +166,17 @@ fn title(lex: &Lexicon) -> String {
         .description
         .as_deref()
         .map_or(String::new(), |d| format!(": {d}"));
-    format!(
+    let mut title = format!(
         "`{}`{description}\n\nGenerated from `lexicons/{}`{revision}.",
         lex.id, lex.file
-    )
+    );
+    for def in &lex.defs {
+        if let DefKind::Xrpc(x) = &def.kind {
+            title.push_str("\n\n");
+            title.push_str(&x.headline(&lex.id, def.description.as_deref()));
+        }
+    }
+    title
 }
 
 /// Type imports of one declaration file, aliased when two would share a name.
@@ -220,7 +273,7 @@ fn declarations(lex: &Lexicon, lexicons: &[Lexicon]) -> String {
         reserved: lex
             .defs
             .iter()
-            .map(|d| type_name(lex.name(), d))
+            .flat_map(|d| def_names(lex.name(), d))
             .chain(["NSID".to_owned()])
             .collect(),
         by_local: BTreeMap::new(),
@@ -246,7 +299,7 @@ fn declarations(lex: &Lexicon, lexicons: &[Lexicon]) -> String {
                 interface(
                     &mut body,
                     &name,
-                    (&type_doc, &field),
+                    Some((&type_doc, &field)),
                     object,
                     |ty, i| ts_type(ty, lex, lexicons, i),
                     &mut imports,
@@ -260,7 +313,7 @@ fn declarations(lex: &Lexicon, lexicons: &[Lexicon]) -> String {
                 interface(
                     &mut body,
                     &name,
-                    (&type_doc, &field),
+                    Some((&type_doc, &field)),
                     object,
                     |ty, i| ts_type(ty, lex, lexicons, i),
                     &mut imports,
@@ -277,6 +330,7 @@ fn declarations(lex: &Lexicon, lexicons: &[Lexicon]) -> String {
                 let ty = ts_type(ty, lex, lexicons, &mut imports);
                 let _ = writeln!(body, "export type {name} = {ty};");
             }
+            DefKind::Xrpc(x) => xrpc_declarations(&mut body, lex, x, lexicons, &mut imports),
         }
     }
     let mut out = String::new();
@@ -291,18 +345,126 @@ fn declarations(lex: &Lexicon, lexicons: &[Lexicon]) -> String {
     out
 }
 
-/// Emits an interface: the `$type` member, then one member per property.
+/// The declarations of an XRPC method: its params, input and output interfaces (or aliases),
+/// the union of its error names and the `ERRORS` constant.
+fn xrpc_declarations(
+    out: &mut String,
+    lex: &Lexicon,
+    x: &Xrpc,
+    lexicons: &[Lexicon],
+    imports: &mut Imports,
+) {
+    let what = format!("{} `{}`", x.method.word(), lex.id);
+    let (params_name, input_name, output_name, error_name) = xrpc_names(lex.name(), x);
+    if let (Some(name), Some(params)) = (params_name, &x.params) {
+        let note = format!("The parameters of {what}, sent in the URL query string.");
+        jsdoc(out, "", &[&note]);
+        interface(
+            out,
+            &name,
+            None,
+            params,
+            |ty, i| ts_type(ty, lex, lexicons, i),
+            imports,
+        );
+        out.push('\n');
+    }
+    for (name, what_body, body) in [
+        (input_name, "request body", &x.input),
+        (output_name, "response body", &x.output),
+    ] {
+        let (Some(name), Some(body)) = (name, body) else {
+            continue;
+        };
+        let description = body.description.as_deref().unwrap_or("");
+        let note = format!("The {what_body} of {what} (`{}`).", body.encoding);
+        match &body.schema {
+            Some(BodySchema::Object(object)) => {
+                jsdoc(out, "", &[description, &note]);
+                interface(
+                    out,
+                    &name,
+                    None,
+                    object,
+                    |ty, i| ts_type(ty, lex, lexicons, i),
+                    imports,
+                );
+            }
+            Some(BodySchema::Ref(r)) => {
+                let note = format!("{note} Schema: ref to `{}`.", r.display());
+                jsdoc(out, "", &[description, &note]);
+                let ty = Type {
+                    kind: TypeKind::Ref(r.clone()),
+                    constraints: Vec::new(),
+                };
+                let ty = ts_type(&ty, lex, lexicons, imports);
+                let _ = writeln!(out, "export type {name} = {ty};");
+            }
+            None => continue,
+        }
+        out.push('\n');
+    }
+    let mut note = format!(
+        "The name of an error {what} declares, as it appears in the `error` field of an XRPC \
+         error response."
+    );
+    if !x.errors.is_empty() {
+        note.push('\n');
+        for e in &x.errors {
+            let _ = write!(note, "\n- `{}`", e.name);
+            if let Some(d) = e.description.as_deref().filter(|d| !d.trim().is_empty()) {
+                let _ = write!(note, ": {}", d.replace('\n', " "));
+            }
+        }
+    }
+    jsdoc(out, "", &[&note]);
+    let union = if x.errors.is_empty() {
+        "never".to_owned()
+    } else {
+        x.errors
+            .iter()
+            .map(|e| format!("{:?}", e.name))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+    let _ = writeln!(out, "export type {error_name} = {union};");
+    out.push('\n');
+    jsdoc(out, "", &[&errors_doc(&what)]);
+    let _ = writeln!(
+        out,
+        "export declare const {ERRORS}: readonly [{}];",
+        error_list(x)
+    );
+}
+
+/// The documentation of an XRPC method's `ERRORS` constant.
+fn errors_doc(what: &str) -> String {
+    format!("The names of the errors {what} declares.")
+}
+
+/// An XRPC method's error names as a comma-separated list of string literals.
+fn error_list(x: &Xrpc) -> String {
+    x.errors
+        .iter()
+        .map(|e| format!("{:?}", e.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Emits an interface: the `$type` member when given, then one member per property.
 fn interface(
     out: &mut String,
     name: &str,
-    (type_doc, type_field): (&str, &str),
+    type_member: Option<(&str, &str)>,
     object: &Object,
     mut ty: impl FnMut(&Type, &mut Imports) -> String,
     imports: &mut Imports,
 ) {
     let _ = writeln!(out, "export interface {name} {{");
-    jsdoc(out, "  ", &[type_doc]);
-    let _ = writeln!(out, "  {type_field}");
+    if let Some((type_doc, type_field)) = type_member {
+        jsdoc(out, "  ", &[type_doc]);
+        let _ = writeln!(out, "  {type_field}");
+    }
     for prop in &object.properties {
         let summary = format!("Schema: {}.", prop.ty.summary());
         jsdoc(
@@ -333,6 +495,16 @@ fn constants(lex: &Lexicon) -> String {
     jsdoc(&mut out, "", &["The NSID of this lexicon."]);
     let _ = writeln!(out, "export const NSID = {:?};", lex.id);
     for def in &lex.defs {
+        if let DefKind::Xrpc(x) = &def.kind {
+            let what = format!("{} `{}`", x.method.word(), lex.id);
+            out.push('\n');
+            jsdoc(&mut out, "", &[&errors_doc(&what)]);
+            let _ = writeln!(
+                out,
+                "export const {ERRORS} = Object.freeze([{}]);",
+                error_list(x)
+            );
+        }
         if let DefKind::Token = def.kind {
             let full_ref = format!("{}#{}", lex.id, def.name);
             out.push('\n');
@@ -375,20 +547,40 @@ fn index_d_ts(lexicons: &[Lexicon]) -> String {
     let mut count: BTreeMap<String, usize> = BTreeMap::new();
     for lex in lexicons {
         *count.entry(pascal_case(lex.name())).or_default() += 1;
+        for def in &lex.defs {
+            if let DefKind::Xrpc(x) = &def.kind {
+                for name in xrpc_type_names(lex.name(), x) {
+                    *count.entry(name).or_default() += 1;
+                }
+            }
+        }
     }
+    let shared = |name: &str| matches!(name, "BlobRef" | "Bytes" | "CidLink" | "AnyRecord");
     let mut records = Vec::new();
     for lex in lexicons {
         let Some(main) = lex.defs.iter().find(|d| d.name == "main") else {
             continue;
         };
+        let module = format!("./{}.js", lex.id.replace('.', "/"));
+        if let DefKind::Xrpc(x) = &main.kind {
+            let names: Vec<String> = xrpc_type_names(lex.name(), x)
+                .into_iter()
+                .filter(|name| count.get(name) == Some(&1) && !shared(name))
+                .collect();
+            if !names.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "export type {{ {} }} from \"{module}\";",
+                    names.join(", ")
+                );
+            }
+            continue;
+        }
         if matches!(main.kind, DefKind::Token) {
             continue;
         }
         let name = type_name(lex.name(), main);
-        let module = format!("./{}.js", lex.id.replace('.', "/"));
-        if count.get(&name) == Some(&1)
-            && !matches!(name.as_str(), "BlobRef" | "Bytes" | "CidLink" | "AnyRecord")
-        {
+        if count.get(&name) == Some(&1) && !shared(&name) {
             let _ = writeln!(out, "export type {{ {name} }} from \"{module}\";");
         }
         if matches!(main.kind, DefKind::Record { .. }) {

@@ -267,6 +267,78 @@ const BROKEN: &[(&str, &str, &str)] = &[
         "`lexicon` must be 1",
     ),
     (
+        "subscription",
+        r#"{"lexicon": 1, "id": "computer.aesthetic.thing", "defs": {"main": {
+            "type": "subscription"}}}"#,
+        "`subscription` defs are not supported",
+    ),
+    (
+        "query_param_is_a_ref",
+        r##"{"lexicon": 1, "id": "computer.aesthetic.thing", "defs": {"main": {"type": "query",
+            "parameters": {"type": "params", "properties": {
+            "subject": {"type": "ref", "ref": "#view"}}}},
+            "view": {"type": "object", "properties": {}}}}"##,
+        "`parameters`: property `subject`: parameters can only be",
+    ),
+    (
+        "query_params_not_params",
+        r#"{"lexicon": 1, "id": "computer.aesthetic.thing", "defs": {"main": {"type": "query",
+            "parameters": {"type": "object", "properties": {}}}}}"#,
+        "`parameters`: must be of type `params`",
+    ),
+    (
+        "query_output_union",
+        r##"{"lexicon": 1, "id": "computer.aesthetic.thing", "defs": {"main": {"type": "query",
+            "output": {"encoding": "application/json",
+            "schema": {"type": "union", "refs": ["#view"]}}},
+            "view": {"type": "object", "properties": {}}}}"##,
+        "`output`: `union` schemas are not supported",
+    ),
+    (
+        "query_output_inline_object_property",
+        r#"{"lexicon": 1, "id": "computer.aesthetic.thing", "defs": {"main": {"type": "query",
+            "output": {"encoding": "application/json", "schema": {"type": "object",
+            "properties": {"nested": {"type": "object", "properties": {}}}}}}}}"#,
+        "property `nested`: inline objects are not supported",
+    ),
+    (
+        "query_with_input",
+        r#"{"lexicon": 1, "id": "computer.aesthetic.thing", "defs": {"main": {"type": "query",
+            "input": {"encoding": "application/json"}}}}"#,
+        "cannot declare `input`",
+    ),
+    (
+        "schema_without_json",
+        r#"{"lexicon": 1, "id": "computer.aesthetic.thing", "defs": {"main": {
+            "type": "procedure", "input": {"encoding": "text/plain",
+            "schema": {"type": "object", "properties": {}}}}}}"#,
+        "`input`: a `schema` needs `encoding` `application/json`",
+    ),
+    (
+        "query_not_main",
+        r#"{"lexicon": 1, "id": "computer.aesthetic.thing", "defs": {"get": {"type": "query"}}}"#,
+        "def `get`: only `main` may be a query",
+    ),
+    (
+        "ref_to_query",
+        r##"{"lexicon": 1, "id": "computer.aesthetic.thing", "defs": {"main": {"type": "query"},
+            "view": {"type": "object", "properties": {"q": {"type": "ref", "ref": "#main"}}}}}"##,
+        "uses query `computer.aesthetic.thing` as a type",
+    ),
+    (
+        "duplicate_error",
+        r#"{"lexicon": 1, "id": "computer.aesthetic.thing", "defs": {"main": {"type": "query",
+            "errors": [{"name": "NotFound"}, {"name": "NotFound"}]}}}"#,
+        "error `NotFound` is listed twice",
+    ),
+    (
+        "def_named_like_an_xrpc_item",
+        r#"{"lexicon": 1, "id": "computer.aesthetic.thing", "defs": {"main": {"type": "query",
+            "output": {"encoding": "application/json", "schema": {"type": "object"}}},
+            "output": {"type": "object", "properties": {}}}}"#,
+        "would be named `Output` in Rust, which is taken",
+    ),
+    (
         "required_is_not_a_property",
         r#"{"lexicon": 1, "id": "computer.aesthetic.thing", "defs": {"main": {"type": "object",
             "required": ["ghost"], "properties": {}}}}"#,
@@ -288,3 +360,142 @@ fn broken_lexicons_are_refused_with_their_location() {
         );
     }
 }
+
+/// A lexicon root of XRPC fixtures (queries, a procedure and the object defs they use) with
+/// their generated output checked in beside them, under `src/generated/` and `ts/`.
+fn xrpc_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/xrpc")
+}
+
+/// The generated XRPC fixture output is current; `XTASK_BLESS=1 cargo test -p xtask` rewrites
+/// it after an intended change to the emitters (review the diff).
+#[test]
+fn xrpc_fixture_output_is_current() {
+    let root = xrpc_fixture();
+    if std::env::var_os("XTASK_BLESS").is_some() {
+        xtask::write(&root).unwrap();
+    }
+    let report = xtask::check(&root).unwrap();
+    assert!(
+        report.is_clean(),
+        "the XRPC fixture output differs from the generator's (XTASK_BLESS=1 rewrites it):\n\
+         {report}"
+    );
+}
+
+/// Generated files of the XRPC fixtures and text each must contain: the shape of the output
+/// pinned independently of the checked-in copy.
+const XRPC_SHAPES: &[(&str, &[&str])] = &[
+    (
+        "src/generated/computer/aesthetic/feed/get_feed.rs",
+        &[
+            "//! Query `computer.aesthetic.feed.getFeed`, served at\n\
+             //! `GET /xrpc/computer.aesthetic.feed.getFeed`: Gets an artist's feed, newest first.",
+            "use crate::generated::computer::aesthetic::feed::defs::RecordView;\n",
+            "pub const NSID: &str = \"computer.aesthetic.feed.getFeed\";",
+            "#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]\n\
+             #[serde(rename_all = \"camelCase\")]\npub struct Params {",
+            "    /// Schema: `string`, `format: at-identifier`.\n    pub actor: String,",
+            "    /// Schema: `integer`, `minimum: 1`, `maximum: 100`, `default: 50`.\n\
+             \x20   #[serde(skip_serializing_if = \"Option::is_none\")]\n\
+             \x20   pub limit: Option<i64>,",
+            "pub include_hidden: Option<bool>,",
+            "`knownValues: painting, tape, kidlisp`.",
+            "pub kinds: Option<Vec<String>>,",
+            "pub struct Output {",
+            "pub feed: Vec<RecordView>,",
+            "pub pinned: Option<RecordView>,",
+            "pub debug: Option<serde_json::Value>,",
+            "/// - `NotFound`: No artist has that handle or DID.\n/// - `BlockedActor`\n",
+            "pub const ERRORS: &[&str] = &[\"NotFound\", \"BlockedActor\"];",
+        ],
+    ),
+    (
+        "src/generated/computer/aesthetic/feed/get_record.rs",
+        &[
+            "pub struct Params {",
+            "pub uri: String,",
+            "pub type Output = RecordView;",
+            "pub const ERRORS: &[&str] = &[];",
+        ],
+    ),
+    (
+        "src/generated/computer/aesthetic/feed/get_archive.rs",
+        &[
+            "//! Its response body is `application/vnd.ipld.car`, with no schema",
+            "pub const ERRORS: &[&str] = &[];",
+        ],
+    ),
+    (
+        "src/generated/computer/aesthetic/feed/hide.rs",
+        &[
+            "`POST /xrpc/computer.aesthetic.feed.hide`: Hides a record",
+            "pub struct Params {",
+            "pub dry_run: Option<bool>,",
+            "pub struct Input {",
+            "pub subject: StrongRef,",
+            "pub struct Output {",
+            "pub hidden: bool,",
+        ],
+    ),
+    (
+        "ts/computer/aesthetic/feed/getFeed.d.ts",
+        &[
+            "import type { RecordView } from \"../../../computer/aesthetic/feed/defs.js\";",
+            "export interface GetFeedParams {",
+            "  actor: string;",
+            "  limit?: number;",
+            "  includeHidden?: boolean;",
+            "  kinds?: string[];",
+            "export interface GetFeedOutput {",
+            "  feed: RecordView[];",
+            "  pinned?: RecordView;",
+            "  debug?: unknown;",
+            "export type GetFeedError = \"NotFound\" | \"BlockedActor\";",
+            "export declare const ERRORS: readonly [\"NotFound\", \"BlockedActor\"];",
+        ],
+    ),
+    (
+        "ts/computer/aesthetic/feed/getFeed.js",
+        &["export const ERRORS = Object.freeze([\"NotFound\", \"BlockedActor\"]);"],
+    ),
+    (
+        "ts/computer/aesthetic/feed/getRecord.d.ts",
+        &[
+            "export type GetRecordOutput = RecordView;",
+            "export type GetRecordError = never;",
+        ],
+    ),
+    (
+        "ts/computer/aesthetic/feed/hide.d.ts",
+        &[
+            "import type { StrongRef } from \"../../../com/atproto/repo/strongRef.js\";",
+            "export interface HideInput {",
+            "export interface HideOutput {",
+        ],
+    ),
+    (
+        "ts/index.d.ts",
+        &[
+            "export type { GetFeedParams, GetFeedOutput, GetFeedError } from \
+             \"./computer/aesthetic/feed/getFeed.js\";",
+        ],
+    ),
+];
+
+#[test]
+fn xrpc_output_has_the_expected_shape() {
+    let generated = xtask::generate(&xrpc_fixture()).unwrap();
+    for (path, snippets) in XRPC_SHAPES {
+        let text = generated
+            .get(Path::new(path))
+            .unwrap_or_else(|| panic!("{path} is not generated"));
+        for snippet in *snippets {
+            assert!(
+                text.contains(snippet),
+                "{path} lacks\n{snippet}\n--- it reads ---\n{text}"
+            );
+        }
+    }
+}
+
