@@ -282,7 +282,11 @@ async fn pds_to_index_with_quirks_updates_deletes_and_resume() {
     assert_eq!(alice_view.display_name.as_deref(), Some("Alice A."));
     assert_eq!(alice_view.followers, 1);
     assert!(alice_view.active);
-    let counts: std::collections::BTreeMap<_, _> = alice_view.counts.into_iter().collect();
+    let counts: std::collections::BTreeMap<_, _> = alice_view
+        .counts
+        .into_iter()
+        .map(|c| (c.collection, c.count))
+        .collect();
     assert_eq!(counts.get("computer.aesthetic.painting"), Some(&1));
     assert_eq!(counts.get("computer.aesthetic.mood"), Some(&1));
 

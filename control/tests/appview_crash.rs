@@ -224,7 +224,10 @@ async fn kill_9_during_ingest_loses_and_duplicates_nothing() {
     .await;
     assert_eq!(status, 200, "{profile}");
     assert_eq!(profile["handle"], erin.handle.as_str());
-    assert_eq!(profile["counts"], json!([[MOOD, RECORDS]]));
+    assert_eq!(
+        profile["counts"],
+        json!([{"collection": MOOD, "count": RECORDS}])
+    );
     let (status, one) = get(
         &http,
         &addr,

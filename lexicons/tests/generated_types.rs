@@ -215,6 +215,30 @@ fn nsid_constants_match_the_schema_ids() {
         (computer::aesthetic::performance::NSID, Performance::NSID),
         (computer::aesthetic::piece::NSID, Piece::NSID),
         (computer::aesthetic::tape::NSID, Tape::NSID),
+        (
+            computer::aesthetic::actor::defs::NSID,
+            "computer.aesthetic.actor.defs",
+        ),
+        (
+            computer::aesthetic::actor::get_profile::NSID,
+            "computer.aesthetic.actor.getProfile",
+        ),
+        (
+            computer::aesthetic::feed::defs::NSID,
+            "computer.aesthetic.feed.defs",
+        ),
+        (
+            computer::aesthetic::feed::get_atmosphere::NSID,
+            "computer.aesthetic.feed.getAtmosphere",
+        ),
+        (
+            computer::aesthetic::feed::get_author_feed::NSID,
+            "computer.aesthetic.feed.getAuthorFeed",
+        ),
+        (
+            computer::aesthetic::feed::get_record::NSID,
+            "computer.aesthetic.feed.getRecord",
+        ),
     ];
     for (module_nsid, type_nsid) in constants {
         assert_eq!(module_nsid, type_nsid);

@@ -10,6 +10,12 @@
  */
 
 export * as ComAtprotoRepoStrongRef from "./com/atproto/repo/strongRef.js";
+export * as ComputerAestheticActorDefs from "./computer/aesthetic/actor/defs.js";
+export * as ComputerAestheticActorGetProfile from "./computer/aesthetic/actor/getProfile.js";
+export * as ComputerAestheticFeedDefs from "./computer/aesthetic/feed/defs.js";
+export * as ComputerAestheticFeedGetAtmosphere from "./computer/aesthetic/feed/getAtmosphere.js";
+export * as ComputerAestheticFeedGetAuthorFeed from "./computer/aesthetic/feed/getAuthorFeed.js";
+export * as ComputerAestheticFeedGetRecord from "./computer/aesthetic/feed/getRecord.js";
 export * as ComputerAestheticGraphFollow from "./computer/aesthetic/graph/follow.js";
 export * as ComputerAestheticKidlisp from "./computer/aesthetic/kidlisp.js";
 export * as ComputerAestheticMood from "./computer/aesthetic/mood.js";
@@ -22,6 +28,10 @@ export * as ComputerAestheticTape from "./computer/aesthetic/tape.js";
 
 export type { BlobRef, Bytes, CidLink } from "./types.js";
 export type { StrongRef } from "./com/atproto/repo/strongRef.js";
+export type { GetProfileParams, GetProfileOutput, GetProfileError } from "./computer/aesthetic/actor/getProfile.js";
+export type { GetAtmosphereParams, GetAtmosphereOutput, GetAtmosphereError } from "./computer/aesthetic/feed/getAtmosphere.js";
+export type { GetAuthorFeedParams, GetAuthorFeedOutput, GetAuthorFeedError } from "./computer/aesthetic/feed/getAuthorFeed.js";
+export type { GetRecordParams, GetRecordOutput, GetRecordError } from "./computer/aesthetic/feed/getRecord.js";
 export type { Follow } from "./computer/aesthetic/graph/follow.js";
 export type { Kidlisp } from "./computer/aesthetic/kidlisp.js";
 export type { Mood } from "./computer/aesthetic/mood.js";
@@ -47,6 +57,12 @@ export type AnyRecord =
 /** Every lexicon's NSID, sorted. */
 export declare const NSIDS: readonly [
   "com.atproto.repo.strongRef",
+  "computer.aesthetic.actor.defs",
+  "computer.aesthetic.actor.getProfile",
+  "computer.aesthetic.feed.defs",
+  "computer.aesthetic.feed.getAtmosphere",
+  "computer.aesthetic.feed.getAuthorFeed",
+  "computer.aesthetic.feed.getRecord",
   "computer.aesthetic.graph.follow",
   "computer.aesthetic.kidlisp",
   "computer.aesthetic.mood",

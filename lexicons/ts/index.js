@@ -10,6 +10,12 @@
  */
 
 export * as ComAtprotoRepoStrongRef from "./com/atproto/repo/strongRef.js";
+export * as ComputerAestheticActorDefs from "./computer/aesthetic/actor/defs.js";
+export * as ComputerAestheticActorGetProfile from "./computer/aesthetic/actor/getProfile.js";
+export * as ComputerAestheticFeedDefs from "./computer/aesthetic/feed/defs.js";
+export * as ComputerAestheticFeedGetAtmosphere from "./computer/aesthetic/feed/getAtmosphere.js";
+export * as ComputerAestheticFeedGetAuthorFeed from "./computer/aesthetic/feed/getAuthorFeed.js";
+export * as ComputerAestheticFeedGetRecord from "./computer/aesthetic/feed/getRecord.js";
 export * as ComputerAestheticGraphFollow from "./computer/aesthetic/graph/follow.js";
 export * as ComputerAestheticKidlisp from "./computer/aesthetic/kidlisp.js";
 export * as ComputerAestheticMood from "./computer/aesthetic/mood.js";
@@ -23,6 +29,12 @@ export * as ComputerAestheticTape from "./computer/aesthetic/tape.js";
 /** Every lexicon's NSID, sorted. */
 export const NSIDS = Object.freeze([
   "com.atproto.repo.strongRef",
+  "computer.aesthetic.actor.defs",
+  "computer.aesthetic.actor.getProfile",
+  "computer.aesthetic.feed.defs",
+  "computer.aesthetic.feed.getAtmosphere",
+  "computer.aesthetic.feed.getAuthorFeed",
+  "computer.aesthetic.feed.getRecord",
   "computer.aesthetic.graph.follow",
   "computer.aesthetic.kidlisp",
   "computer.aesthetic.mood",

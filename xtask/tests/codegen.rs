@@ -498,4 +498,3 @@ fn xrpc_output_has_the_expected_shape() {
         }
     }
 }
-

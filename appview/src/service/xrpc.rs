@@ -1,5 +1,6 @@
 //! The AppView's HTTP API: `computer.aesthetic.*` XRPC queries over the index, `_health`
-//! and Prometheus `/metrics`.
+//! and Prometheus `/metrics`. Responses are the lexicons' generated output types
+//! (`lexicons/computer/aesthetic/{feed,actor}/`), so the JSON cannot drift from them.
 //!
 //! Query parameters are read from the raw query string, because XRPC repeats a key for
 //! array parameters (`collections=a&collections=b`), which serde's URL-encoded format does
@@ -19,6 +20,9 @@ use axum::routing::get;
 use serde_json::json;
 
 use super::Shared;
+use crate::relay::lexicons::generated::computer::aesthetic::feed::{
+    get_atmosphere, get_author_feed, get_record,
+};
 use crate::store::{FeedQuery, MAX_PAGE, Store};
 
 /// Collections a feed query may name at most.
@@ -190,7 +194,15 @@ async fn health(State(shared): State<Arc<Shared>>) -> Response {
 async fn get_atmosphere(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> Response {
     let result = async {
         let query = Params::parse(raw.as_deref()).feed()?;
-        shared.store.feed(&query).await.map_err(XrpcError::internal)
+        let page = shared
+            .store
+            .feed(&query)
+            .await
+            .map_err(XrpcError::internal)?;
+        Ok(get_atmosphere::Output {
+            records: page.records,
+            cursor: page.cursor,
+        })
     }
     .await;
     respond(result)
@@ -201,7 +213,15 @@ async fn get_author_feed(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQu
         let params = Params::parse(raw.as_deref());
         let mut query = params.feed()?;
         query.author = Some(params.did("actor")?);
-        shared.store.feed(&query).await.map_err(XrpcError::internal)
+        let page = shared
+            .store
+            .feed(&query)
+            .await
+            .map_err(XrpcError::internal)?;
+        Ok(get_author_feed::Output {
+            records: page.records,
+            cursor: page.cursor,
+        })
     }
     .await;
     respond(result)
@@ -222,7 +242,7 @@ async fn get_record(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) 
             .await
             .map_err(XrpcError::internal)?;
         let record = record.ok_or_else(|| XrpcError::not_found(format!("no record {uri}")))?;
-        Ok(json!({ "record": record }))
+        Ok(get_record::Output { record })
     }
     .await;
     respond(result)

@@ -10,9 +10,6 @@ mod sqlite;
 
 use std::future::Future;
 
-use serde::Serialize;
-use serde_json::Value;
-
 pub use sqlite::SqliteStore;
 
 use crate::index::Change;
@@ -69,59 +66,20 @@ pub struct FeedQuery {
 /// The largest page any query returns.
 pub const MAX_PAGE: usize = 100;
 
-/// A record as queries return it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RecordView {
-    /// The record's URI.
-    pub uri: String,
-    /// Its CID.
-    pub cid: String,
-    /// The author's DID.
-    pub did: String,
-    /// The author's handle, if known.
-    pub handle: Option<String>,
-    /// The record's NSID.
-    pub collection: String,
-    /// When the author says it was made.
-    pub created_at: Option<String>,
-    /// The record (after lenient repairs).
-    pub record: Value,
-    /// What was repaired on ingest.
-    pub repairs: Vec<String>,
-}
+/// An actor as queries return it (`computer.aesthetic.actor.defs#profileView`).
+pub use atelier_relay::lexicons::generated::computer::aesthetic::actor::defs::{
+    CollectionCount, ProfileView,
+};
+/// A record as queries return it (`computer.aesthetic.feed.defs#recordView`).
+pub use atelier_relay::lexicons::generated::computer::aesthetic::feed::defs::RecordView;
 
 /// A page of records and the cursor for the next one.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Page {
     /// The records, newest first.
     pub records: Vec<RecordView>,
     /// Pass back as [`FeedQuery::cursor`] for the next page; `None` at the end.
     pub cursor: Option<String>,
-}
-
-/// An actor as queries return it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ActorView {
-    /// The DID.
-    pub did: String,
-    /// The handle last announced.
-    pub handle: Option<String>,
-    /// Whether the account is active at its host.
-    pub active: bool,
-    /// Why not, when not (`takendown`, `deactivated`, ...).
-    pub status: Option<String>,
-    /// Profile display name.
-    pub display_name: Option<String>,
-    /// Profile description.
-    pub description: Option<String>,
-    /// Profile avatar blob CID.
-    pub avatar_cid: Option<String>,
-    /// Indexed records per collection.
-    pub counts: Vec<(String, u64)>,
-    /// How many AC accounts follow this one.
-    pub followers: u64,
 }
 
 /// The index store the ingester writes and the API reads.
@@ -149,7 +107,7 @@ pub trait Store: Send + Sync + 'static {
     fn actor(
         &self,
         did: &str,
-    ) -> impl Future<Output = Result<Option<ActorView>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<ProfileView>, StoreError>> + Send;
 
     /// Every stored record's `(uri, cid)`, in URI order (for consistency checks and
     /// backfill comparison).

@@ -16,7 +16,9 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite, Transaction};
 
-use super::{ActorView, Applied, FeedQuery, MAX_PAGE, Page, RecordView, Store, StoreError};
+use super::{
+    Applied, CollectionCount, FeedQuery, MAX_PAGE, Page, ProfileView, RecordView, Store, StoreError,
+};
 use crate::index::{Change, Profile, RecordRow};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -332,7 +334,7 @@ impl Store for SqliteStore {
         Ok(Page { records, cursor })
     }
 
-    async fn actor(&self, did: &str) -> Result<Option<ActorView>, StoreError> {
+    async fn actor(&self, did: &str) -> Result<Option<ProfileView>, StoreError> {
         let Some(row) = sqlx::query(
             "SELECT did, handle, active, status, display_name, description, avatar_cid
              FROM actors WHERE did = ?",
@@ -351,14 +353,19 @@ impl Store for SqliteStore {
         .fetch_all(&self.readers)
         .await?
         .iter()
-        .map(|r| Ok((r.try_get("collection")?, r.try_get::<i64, _>("n")? as u64)))
+        .map(|r| {
+            Ok(CollectionCount {
+                collection: r.try_get("collection")?,
+                count: r.try_get("n")?,
+            })
+        })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
         let followers: i64 = sqlx::query("SELECT COUNT(*) AS n FROM follows WHERE subject = ?")
             .bind(did)
             .fetch_one(&self.readers)
             .await?
             .try_get("n")?;
-        Ok(Some(ActorView {
+        Ok(Some(ProfileView {
             did: row.try_get("did")?,
             handle: row.try_get("handle")?,
             active: row.try_get("active")?,
@@ -367,7 +374,7 @@ impl Store for SqliteStore {
             description: row.try_get("description")?,
             avatar_cid: row.try_get("avatar_cid")?,
             counts,
-            followers: followers as u64,
+            followers,
         }))
     }
 

@@ -27,6 +27,18 @@ pub mod computer {
     //! Lexicons under `computer.*`.
     pub mod aesthetic {
         //! Lexicons under `computer.aesthetic.*`.
+        pub mod actor {
+            //! Lexicons under `computer.aesthetic.actor.*`.
+            pub mod defs;
+            pub mod get_profile;
+        }
+        pub mod feed {
+            //! Lexicons under `computer.aesthetic.feed.*`.
+            pub mod defs;
+            pub mod get_atmosphere;
+            pub mod get_author_feed;
+            pub mod get_record;
+        }
         pub mod graph {
             //! Lexicons under `computer.aesthetic.graph.*`.
             pub mod follow;

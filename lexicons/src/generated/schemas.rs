@@ -8,6 +8,30 @@ pub static SCHEMAS: &[(&str, &str)] = &[
         include_str!("../../com/atproto/repo/strongRef.json"),
     ),
     (
+        "computer.aesthetic.actor.defs",
+        include_str!("../../computer/aesthetic/actor/defs.json"),
+    ),
+    (
+        "computer.aesthetic.actor.getProfile",
+        include_str!("../../computer/aesthetic/actor/getProfile.json"),
+    ),
+    (
+        "computer.aesthetic.feed.defs",
+        include_str!("../../computer/aesthetic/feed/defs.json"),
+    ),
+    (
+        "computer.aesthetic.feed.getAtmosphere",
+        include_str!("../../computer/aesthetic/feed/getAtmosphere.json"),
+    ),
+    (
+        "computer.aesthetic.feed.getAuthorFeed",
+        include_str!("../../computer/aesthetic/feed/getAuthorFeed.json"),
+    ),
+    (
+        "computer.aesthetic.feed.getRecord",
+        include_str!("../../computer/aesthetic/feed/getRecord.json"),
+    ),
+    (
         "computer.aesthetic.graph.follow",
         include_str!("../../computer/aesthetic/graph/follow.json"),
     ),
