@@ -77,6 +77,24 @@ async fn upserts_are_idempotent_and_updates_replace() {
         }
     }
     assert!(store.record(&p.uri).await.expect("query").is_none());
+
+    // Created and updated within one batch (one multi-row statement): the later one wins.
+    let q = row(A, MOOD, "m1", "bafy-a", "2026-01-01T00:00:00Z");
+    let batch = [
+        Change::Record(q.clone()),
+        Change::Record(row(B, MOOD, "m2", "bafy-x", "2026-01-01T00:00:00Z")),
+        Change::Record(RecordRow {
+            cid: "bafy-b".into(),
+            ..q.clone()
+        }),
+    ];
+    store.apply(&batch, None).await.expect("apply");
+    let view = store.record(&q.uri).await.expect("query").expect("present");
+    assert_eq!(view.cid, "bafy-b");
+    assert!(
+        store.actor(B).await.expect("query").is_some(),
+        "authors get actor rows"
+    );
 }
 
 #[tokio::test]

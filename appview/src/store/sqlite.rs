@@ -79,9 +79,7 @@ async fn apply_one(
 ) -> Result<(), StoreError> {
     match change {
         Change::Record(row) => {
-            let written = upsert_record(tx, row).await?;
-            applied.records_written += written;
-            ensure_actor(tx, &row.did).await?;
+            applied.records_written += upsert_records(tx, &[row]).await?;
         }
         Change::Follow {
             uri,
@@ -89,17 +87,7 @@ async fn apply_one(
             subject,
             created_at,
         } => {
-            sqlx::query(
-                "INSERT INTO follows (uri, did, subject, created_at) VALUES (?, ?, ?, ?)
-                 ON CONFLICT (uri) DO UPDATE SET subject = excluded.subject,
-                     created_at = excluded.created_at",
-            )
-            .bind(uri)
-            .bind(did)
-            .bind(subject)
-            .bind(created_at)
-            .execute(&mut **tx)
-            .await?;
+            upsert_follows(tx, &[(uri, did, subject, created_at.as_deref())]).await?;
         }
         Change::DeleteRecord { uri } => {
             let done = sqlx::query("DELETE FROM records WHERE uri = ?")
@@ -156,46 +144,118 @@ async fn apply_one(
     Ok(())
 }
 
-/// Inserts or updates a record; returns 1 if a row changed (0 for a same-CID replay).
-async fn upsert_record(
+/// Records per multi-row upsert: 11 columns each, well under SQLite's 32,766 bound
+/// parameters.
+const RECORD_CHUNK: usize = 100;
+
+/// Inserts or updates a run of records, [`RECORD_CHUNK`] per statement (sqlx runs each
+/// SQLite statement on its worker thread, so statements, not rows, are what cost); returns
+/// how many rows changed (same-CID replays change none). Rows apply in order, so a record
+/// created and updated in one run ends updated.
+async fn upsert_records(
     tx: &mut Transaction<'_, Sqlite>,
-    row: &RecordRow,
+    rows: &[&RecordRow],
 ) -> Result<u64, StoreError> {
-    let repairs = serde_json::to_string(&row.repairs).map_err(|e| StoreError::Corrupt {
-        what: "repairs",
-        detail: e.to_string(),
-    })?;
-    let done = sqlx::query(
-        "INSERT INTO records (uri, did, collection, rkey, cid, created_at, indexed_us, code, slug,
-             record_json, repairs_json)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (uri) DO UPDATE SET cid = excluded.cid, created_at = excluded.created_at,
-             indexed_us = excluded.indexed_us, code = excluded.code, slug = excluded.slug,
-             record_json = excluded.record_json, repairs_json = excluded.repairs_json
-         WHERE records.cid != excluded.cid",
-    )
-    .bind(&row.uri)
-    .bind(&row.did)
-    .bind(&row.collection)
-    .bind(&row.rkey)
-    .bind(&row.cid)
-    .bind(row.created_at.as_deref().unwrap_or(""))
-    .bind(now_us())
-    .bind(&row.code)
-    .bind(&row.slug)
-    .bind(row.record.to_string())
-    .bind(repairs)
-    .execute(&mut **tx)
-    .await?;
-    Ok(done.rows_affected())
+    let mut changed = 0;
+    let now = now_us();
+    for chunk in rows.chunks(RECORD_CHUNK) {
+        let mut q = sqlx::QueryBuilder::<Sqlite>::new(
+            "INSERT INTO records (uri, did, collection, rkey, cid, created_at, indexed_us, code, \
+             slug, record_json, repairs_json) ",
+        );
+        let mut bad = None;
+        q.push_values(chunk, |mut b, row| {
+            let repairs = serde_json::to_string(&row.repairs).unwrap_or_else(|e| {
+                bad = Some(e.to_string());
+                String::new()
+            });
+            b.push_bind(&row.uri)
+                .push_bind(&row.did)
+                .push_bind(&row.collection)
+                .push_bind(&row.rkey)
+                .push_bind(&row.cid)
+                .push_bind(row.created_at.as_deref().unwrap_or(""))
+                .push_bind(now)
+                .push_bind(&row.code)
+                .push_bind(&row.slug)
+                .push_bind(row.record.to_string())
+                .push_bind(repairs);
+        });
+        if let Some(detail) = bad {
+            return Err(StoreError::Corrupt {
+                what: "repairs",
+                detail,
+            });
+        }
+        q.push(
+            " ON CONFLICT (uri) DO UPDATE SET cid = excluded.cid, created_at = excluded.created_at, \
+             indexed_us = excluded.indexed_us, code = excluded.code, slug = excluded.slug, \
+             record_json = excluded.record_json, repairs_json = excluded.repairs_json \
+             WHERE records.cid != excluded.cid",
+        );
+        changed += q.build().execute(&mut **tx).await?.rows_affected();
+        // Every author gets an actor row (profile and status come later, or never).
+        let mut dids: Vec<&str> = chunk.iter().map(|r| r.did.as_str()).collect();
+        dids.sort_unstable();
+        dids.dedup();
+        let mut q = sqlx::QueryBuilder::<Sqlite>::new("INSERT INTO actors (did, updated_us) ");
+        q.push_values(&dids, |mut b, did| {
+            b.push_bind(*did).push_bind(now);
+        });
+        q.push(" ON CONFLICT (did) DO NOTHING");
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(changed)
 }
 
-async fn ensure_actor(tx: &mut Transaction<'_, Sqlite>, did: &str) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO actors (did, updated_us) VALUES (?, ?) ON CONFLICT (did) DO NOTHING")
-        .bind(did)
-        .bind(now_us())
-        .execute(&mut **tx)
-        .await?;
+/// A follow edge: (uri, follower, subject, createdAt).
+type FollowRow<'a> = (&'a str, &'a str, &'a str, Option<&'a str>);
+
+/// The records and follow edges of a run of upserts.
+fn split_run(run: &[Change]) -> (Vec<&RecordRow>, Vec<FollowRow<'_>>) {
+    let mut records = Vec::new();
+    let mut follows = Vec::new();
+    for change in run {
+        match change {
+            Change::Record(row) => records.push(row),
+            Change::Follow {
+                uri,
+                did,
+                subject,
+                created_at,
+            } => follows.push((
+                uri.as_str(),
+                did.as_str(),
+                subject.as_str(),
+                created_at.as_deref(),
+            )),
+            _ => {}
+        }
+    }
+    (records, follows)
+}
+
+/// Inserts or updates follow edges, many per statement.
+async fn upsert_follows(
+    tx: &mut Transaction<'_, Sqlite>,
+    follows: &[FollowRow<'_>],
+) -> Result<(), StoreError> {
+    for chunk in follows.chunks(RECORD_CHUNK) {
+        let mut q = sqlx::QueryBuilder::<Sqlite>::new(
+            "INSERT INTO follows (uri, did, subject, created_at) ",
+        );
+        q.push_values(chunk, |mut b, (uri, did, subject, created_at)| {
+            b.push_bind(*uri)
+                .push_bind(*did)
+                .push_bind(*subject)
+                .push_bind(*created_at);
+        });
+        q.push(
+            " ON CONFLICT (uri) DO UPDATE SET subject = excluded.subject, \
+             created_at = excluded.created_at",
+        );
+        q.build().execute(&mut **tx).await?;
+    }
     Ok(())
 }
 
@@ -263,8 +323,24 @@ impl Store for SqliteStore {
     ) -> Result<Applied, StoreError> {
         let mut tx = self.writer.begin().await?;
         let mut applied = Applied::default();
-        for change in changes {
-            apply_one(&mut tx, change, &mut applied).await?;
+        let mut rest = changes;
+        while let Some(first) = rest.first() {
+            // A run of record and follow upserts (different tables, so their relative order
+            // does not matter) goes in multi-row statements; anything else one by one, in
+            // order.
+            let run = rest
+                .iter()
+                .take_while(|c| matches!(c, Change::Record(_) | Change::Follow { .. }))
+                .count();
+            if run > 1 {
+                let (records, follows) = split_run(&rest[..run]);
+                applied.records_written += upsert_records(&mut tx, &records).await?;
+                upsert_follows(&mut tx, &follows).await?;
+                rest = &rest[run..];
+            } else {
+                apply_one(&mut tx, first, &mut applied).await?;
+                rest = &rest[1..];
+            }
         }
         if let Some((source, seq)) = cursor {
             sqlx::query(
