@@ -28,6 +28,8 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The request path for the i-th request of a query load.
+type PathFor = Arc<dyn Fn(u64) -> String + Send + Sync>;
 
 #[derive(Debug, Clone, Copy)]
 struct Args {
@@ -189,7 +191,7 @@ async fn load(
     base: &str,
     clients: usize,
     secs: u64,
-    path_for: Arc<dyn Fn(u64) -> String + Send + Sync>,
+    path_for: PathFor,
 ) -> Result<(u64, Vec<Duration>), BoxError> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(clients)
@@ -290,7 +292,7 @@ async fn main() -> Result<(), BoxError> {
     let cursor = first["cursor"].as_str().unwrap_or_default().to_owned();
     let cursor: String = url::form_urlencoded::byte_serialize(cursor.as_bytes()).collect();
     let actors = args.actors;
-    let queries: Vec<(&str, Arc<dyn Fn(u64) -> String + Send + Sync>)> = vec![
+    let queries: Vec<(&str, PathFor)> = vec![
         (
             "getAtmosphere, first page",
             Arc::new(|_| "/xrpc/computer.aesthetic.feed.getAtmosphere?limit=50".to_owned()),
