@@ -40,6 +40,10 @@ pub struct IngestConfig {
     pub batch_max: usize,
     /// How long the first event of a batch may wait for others.
     pub batch_wait: Duration,
+    /// Where to start when the store has no cursor for this source: `Some(0)` replays
+    /// what the source still holds (right for a PDS the AppView indexes from its first
+    /// day); `None` starts live.
+    pub initial_cursor: Option<i64>,
 }
 
 impl IngestConfig {
@@ -52,6 +56,7 @@ impl IngestConfig {
             allow_loopback: false,
             batch_max: 500,
             batch_wait: Duration::from_millis(50),
+            initial_cursor: None,
         }
     }
 }
@@ -132,7 +137,10 @@ pub async fn run<S: Store>(
         reason,
     };
     let indexer = Indexer::new()?;
-    let cursor = store.cursor(&config.source).await?;
+    let cursor = store
+        .cursor(&config.source)
+        .await?
+        .or(config.initial_cursor);
     let mut client = ClientConfig::new(&config.source).map_err(|e| source_error(e.to_string()))?;
     client.cursor = cursor;
     let policy = if config.allow_loopback {

@@ -26,12 +26,17 @@ enum Command {
     /// Start the sandbox network (local PLC + reference PDS) in the foreground, keeping its
     /// data under ATELIER_HOME/sandbox. Press Ctrl-C to stop.
     ///
-    /// This is the first, small `up`: the AppView, relay and admin console join it, driven
-    /// by atelier.yaml, as they land.
+    /// It also runs the AppView, indexing the sandbox PDS (its feed URL is printed). This is
+    /// the first, small `up`: the relay and admin console join it, driven by atelier.yaml,
+    /// as they land.
     Up {
         /// Where the sandbox keeps its data (default: ATELIER_HOME/sandbox).
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
+        /// Port of the AppView on 127.0.0.1 (0: any free port; a taken port falls back
+        /// to a free one).
+        #[arg(long, value_name = "PORT", default_value_t = 2584)]
+        appview_port: u16,
     },
     /// Write a commented atelier.yaml with every key and its default, and generate the
     /// secrets under DATA_DIR/secrets/.
@@ -104,13 +109,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", crate::version::report());
             Ok(())
         }
-        Command::Up { data_dir } => {
+        Command::Up {
+            data_dir,
+            appview_port,
+        } => {
             let data_dir =
                 data_dir.unwrap_or_else(|| atelier_sandbox::Runtime::home().join("sandbox"));
             runtime()?.block_on(crate::dev::run_pds(crate::dev::PdsArgs {
                 data_dir: Some(data_dir),
                 plc_port: None,
                 pds_port: None,
+                appview: Some(std::net::SocketAddr::from(([127, 0, 0, 1], appview_port))),
             }))
         }
         Command::Init(args) => crate::config::command::run_init(&args),

@@ -1,5 +1,7 @@
-//! `atelier dev pds` (and today's `atelier up`): the sandbox network in the foreground.
+//! `atelier dev pds` (and today's `atelier up`): the sandbox network in the foreground;
+//! `up` also runs the AppView, indexing the sandbox PDS.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -20,6 +22,54 @@ pub struct PdsArgs {
     /// Port for the PDS on 127.0.0.1 (default: any free port).
     #[arg(long, value_name = "PORT")]
     pub pds_port: Option<u16>,
+    /// Also run the AppView here, following the sandbox PDS (`atelier up`).
+    #[arg(skip)]
+    pub appview: Option<SocketAddr>,
+}
+
+/// The AppView running beside the sandbox.
+struct AppView {
+    addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), atelier_appview::AppViewError>>,
+}
+
+/// Starts the AppView on `listen` (or any free port if it is taken), indexing the sandbox
+/// PDS from its first event into `DATA/appview/index.sqlite`.
+async fn start_appview(sandbox: &Sandbox, listen: SocketAddr) -> anyhow::Result<AppView> {
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            eprintln!(
+                "Port {} is taken; the AppView takes a free one.",
+                listen.port()
+            );
+            tokio::net::TcpListener::bind(SocketAddr::new(listen.ip(), 0))
+                .await
+                .context("listening for the AppView")?
+        }
+        Err(e) => return Err(e).with_context(|| format!("listening on {listen} (AppView)")),
+    };
+    let addr = listener
+        .local_addr()
+        .context("reading the AppView address")?;
+    let mut ingest = atelier_appview::ingest::IngestConfig::new(sandbox.subscribe_repos_url(None));
+    ingest.plc_url = sandbox.plc_url().to_owned();
+    ingest.allow_loopback = true;
+    ingest.initial_cursor = Some(0);
+    let config = atelier_appview::service::AppViewConfig {
+        store_path: sandbox.data_dir().join("appview").join("index.sqlite"),
+        ingest: Some(ingest),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(atelier_appview::service::run(
+        config,
+        listener,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    Ok(AppView { addr, stop, task })
 }
 
 /// Starts the sandbox, prints its URLs, and runs until Ctrl-C/SIGTERM or until a service
@@ -36,12 +86,22 @@ pub async fn run_pds(args: PdsArgs) -> anyhow::Result<()> {
         runtime: None,
     })
     .await?;
+    let appview = match args.appview {
+        Some(listen) => Some(start_appview(&sandbox, listen).await?),
+        None => None,
+    };
 
     let data = sandbox.data_dir().display().to_string();
     println!("Sandbox network is up.");
     println!("  PLC       {}", sandbox.plc_url());
     println!("  PDS       {}", sandbox.pds_url());
     println!("  firehose  {}", sandbox.subscribe_repos_url(None));
+    if let Some(a) = &appview {
+        println!(
+            "  AppView   http://{}/xrpc/computer.aesthetic.feed.getAtmosphere",
+            a.addr
+        );
+    }
     println!(
         "  data      {data}{}",
         if args.data_dir.is_some() {
@@ -62,22 +122,39 @@ pub async fn run_pds(args: PdsArgs) -> anyhow::Result<()> {
     let mut check = tokio::time::interval(Duration::from_millis(500));
     let died = loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break false,
-            _ = term.recv() => break false,
+            _ = tokio::signal::ctrl_c() => break None,
+            _ = term.recv() => break None,
             _ = check.tick() => {
                 if !sandbox.is_running() {
-                    break true;
+                    break Some("a sandbox service exited unexpectedly".to_owned());
+                }
+                if appview.as_ref().is_some_and(|a| a.task.is_finished()) {
+                    break Some("the AppView stopped".to_owned());
                 }
             }
         }
     };
-    if died {
+    eprintln!("Stopping...");
+    let appview_result = match appview {
+        Some(a) => {
+            let _ = a.stop.send(());
+            Some(a.task.await)
+        }
+        None => None,
+    };
+    if let Some(what) = died {
         let logs = sandbox.logs(40);
         drop(sandbox);
-        anyhow::bail!("a sandbox service exited unexpectedly\n{logs}");
+        let cause = match appview_result {
+            Some(Ok(Err(e))) => format!(": {e}"),
+            _ => String::new(),
+        };
+        anyhow::bail!("{what}{cause}\n{logs}");
     }
-    eprintln!("Stopping...");
     sandbox.shutdown().await;
+    if let Some(result) = appview_result {
+        result.context("the AppView task")??;
+    }
     eprintln!("Stopped.");
     Ok(())
 }

@@ -260,3 +260,91 @@ fn relay_with_a_missing_config_names_the_file_and_the_reason_once() {
         "the cause is printed once: {stderr}"
     );
 }
+
+/// `atelier up` (the README's quick start): the sandbox plus the AppView, which indexes a
+/// painting written to the sandbox PDS and serves it in the Atmosphere feed; a restart on
+/// the same data directory serves it again at once, from the persisted index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_runs_the_appview_over_the_sandbox() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let start = || {
+        let mut child = Command::new(ATELIER)
+            .args(["up", "--appview-port", "0", "--data-dir"])
+            .arg(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("atelier up starts");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let (mut pds, mut feed) = (None, None);
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while pds.is_none() || feed.is_none() {
+            assert!(Instant::now() < deadline, "URLs printed within 90 s");
+            let Some(Ok(line)) = lines.next() else {
+                panic!("atelier up exited early: {:?}", child.wait());
+            };
+            let mut words = line.split_whitespace();
+            match (words.next(), words.next()) {
+                (Some("PDS"), Some(url)) => pds = Some(url.to_owned()),
+                (Some("AppView"), Some(url)) => feed = Some(url.to_owned()),
+                _ => {}
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        (child, pds.unwrap_or_default(), feed.unwrap_or_default())
+    };
+    let stop = |mut child: std::process::Child| {
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+        let status = child.wait().expect("wait");
+        assert!(status.success(), "a clean stop: {status}");
+    };
+    let feed_has = |feed: String, uri: String| async move {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let body: serde_json::Value = reqwest::get(&feed)
+                .await
+                .expect("AppView answers")
+                .json()
+                .await
+                .expect("JSON");
+            let found = body["records"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|r| r["uri"] == uri.as_str()));
+            if found || Instant::now() > deadline {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+
+    let (child, pds, feed) = start();
+    let una = atelier_sandbox::Account::create_on(&pds, "una")
+        .await
+        .expect("an account on the sandbox PDS");
+    let painting = una
+        .create_record(
+            "computer.aesthetic.painting",
+            &serde_json::json!({
+                "$type": "computer.aesthetic.painting",
+                "slug": "2026.12.04.18.00.00.000",
+                "code": "u1a",
+                "imageUrl": "https://aesthetic.computer/media/paintings/u1a",
+                "when": "2026-12-04T18:00:00.000Z",
+                "ref": "6710f0c2a3b4c5d6e7f80912",
+            }),
+        )
+        .await
+        .expect("painting");
+    assert!(
+        feed_has(feed.clone(), painting.uri.clone()).await,
+        "the painting reaches the AppView feed at {feed}"
+    );
+    stop(child);
+
+    let (child, _, feed) = start();
+    assert!(
+        feed_has(feed, painting.uri).await,
+        "still there after a restart"
+    );
+    stop(child);
+}

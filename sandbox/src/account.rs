@@ -66,6 +66,12 @@ struct XrpcErrorBody {
 }
 
 impl Account {
+    /// Creates an account with handle `{name}.test` on the PDS at `pds_url` (one this
+    /// process did not start, such as `atelier up`'s) and returns a signed-in session.
+    pub async fn create_on(pds_url: &str, name: &str) -> Result<Account, SandboxError> {
+        Account::create(reqwest::Client::new(), pds_url, name).await
+    }
+
     pub(crate) async fn create(
         http: reqwest::Client,
         pds_url: &str,
