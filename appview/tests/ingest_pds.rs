@@ -290,7 +290,8 @@ async fn pds_to_index_with_quirks_updates_deletes_and_resume() {
     assert_eq!(counts.get("computer.aesthetic.painting"), Some(&1));
     assert_eq!(counts.get("computer.aesthetic.mood"), Some(&1));
 
-    // Feed: everything AC, newest first by `when` then URI, paged without repeats.
+    // Feed: everything AC, newest first by `when`; all share it here, so the most recently
+    // indexed first (the order they were written), paged without repeats.
     let mut seen = Vec::new();
     let mut cursor = None;
     loop {
@@ -308,13 +309,18 @@ async fn pds_to_index_with_quirks_updates_deletes_and_resume() {
             break;
         }
     }
-    let mut sorted = seen.clone();
-    sorted.sort_by(|a, b| b.cmp(a));
-    assert_eq!(seen, sorted, "same `when`, so URI order, descending");
+    let written_last_first = [
+        &follow.uri,
+        &tape.uri,
+        &p2.uri,
+        &mood.uri,
+        &kid.uri,
+        &p1.uri,
+    ];
     assert_eq!(
-        seen.len(),
-        6,
-        "painting x2, kidlisp, mood, tape, follow: {seen:?}"
+        seen.iter().collect::<Vec<_>>(),
+        written_last_first,
+        "painting x2, kidlisp, mood, tape, follow, last written first"
     );
     let alice_only = store
         .feed(&FeedQuery {

@@ -303,9 +303,10 @@ async fn feed_pages_filters_and_orders() {
                 }
             }
             assert_eq!(seen.len(), expected, "{name} at limit {limit}");
+            // Newest first; at the same time, the later-indexed (here: higher rNN) first.
             assert!(
                 seen.windows(2).all(|w| w[0] > w[1]),
-                "{name} at limit {limit}: newest first, no repeats"
+                "{name} at limit {limit}: newest first, no repeats: {seen:?}"
             );
         }
     }

@@ -17,9 +17,12 @@ CREATE TABLE actors (
 ) WITHOUT ROWID;
 
 -- Every computer.aesthetic.* record: typed columns for queries, the full JSON as indexed
--- (after lenient repairs), and the repairs made, as a JSON array of strings.
+-- (after lenient repairs), and the repairs made, as a JSON array of strings. A rowid table
+-- (rows are larger than WITHOUT ROWID suits), so secondary indexes carry the 8-byte id
+-- rather than the URI; feeds order by time, then id (insertion order, kept by updates).
 CREATE TABLE records (
-    uri TEXT PRIMARY KEY NOT NULL,
+    id INTEGER PRIMARY KEY,
+    uri TEXT NOT NULL UNIQUE,
     did TEXT NOT NULL,
     collection TEXT NOT NULL,
     rkey TEXT NOT NULL,
@@ -31,10 +34,10 @@ CREATE TABLE records (
     slug TEXT,
     record_json TEXT NOT NULL,
     repairs_json TEXT NOT NULL DEFAULT '[]'
-) WITHOUT ROWID;
-CREATE INDEX records_by_time ON records (created_at DESC, uri DESC);
-CREATE INDEX records_by_actor ON records (did, created_at DESC, uri DESC);
-CREATE INDEX records_by_collection ON records (collection, created_at DESC, uri DESC);
+);
+CREATE INDEX records_by_time ON records (created_at DESC, id DESC);
+CREATE INDEX records_by_actor ON records (did, created_at DESC, id DESC);
+CREATE INDEX records_by_collection ON records (collection, created_at DESC, id DESC);
 CREATE INDEX records_by_code ON records (code) WHERE code IS NOT NULL;
 
 -- computer.aesthetic.graph.follow records, by subject for follower lists.

@@ -100,7 +100,7 @@ pub trait Store: Send + Sync + 'static {
         uri: &str,
     ) -> impl Future<Output = Result<Option<RecordView>, StoreError>> + Send;
 
-    /// Records newest first (by `created_at`, then URI), authors inactive left out.
+    /// Records newest first (by `created_at`, then most recently indexed first), authors inactive left out.
     fn feed(&self, query: &FeedQuery) -> impl Future<Output = Result<Page, StoreError>> + Send;
 
     /// One actor with counts, or `None` if never seen.

@@ -279,8 +279,8 @@ async fn set_profile(tx: &mut Transaction<'_, Sqlite>, p: &Profile) -> Result<()
 }
 
 /// The columns every record query selects, with the author's handle.
-const RECORD_COLUMNS: &str = "r.uri, r.cid, r.did, a.handle, r.collection, r.created_at,
-    r.record_json, r.repairs_json";
+const RECORD_COLUMNS: &str = "r.id, r.uri, r.cid, r.did, a.handle, r.collection,
+    r.created_at, r.record_json, r.repairs_json";
 
 /// Records whose author is not known to be inactive.
 const VISIBLE: &str = "FROM records r LEFT JOIN actors a ON a.did = r.did
@@ -308,11 +308,11 @@ fn record_view(row: &SqliteRow) -> Result<RecordView, StoreError> {
     })
 }
 
-/// A feed cursor: the last row's `created_at` and URI, joined by a space (neither
-/// contains one).
-fn split_cursor(cursor: &str) -> Option<(&str, &str)> {
-    let (at, uri) = cursor.rsplit_once(' ')?;
-    uri.starts_with("at://").then_some((at, uri))
+/// A feed cursor: the last row's `created_at` and id, joined by a space (`created_at`
+/// never holds one: it is a datetime as written, or empty).
+fn split_cursor(cursor: &str) -> Option<(&str, i64)> {
+    let (at, id) = cursor.rsplit_once(' ')?;
+    Some((at, id.parse().ok()?))
 }
 
 impl Store for SqliteStore {
@@ -385,9 +385,9 @@ impl Store for SqliteStore {
         }
         let after = query.cursor.as_deref().and_then(split_cursor);
         if after.is_some() {
-            sql.push_str(" AND (r.created_at, r.uri) < (?, ?)");
+            sql.push_str(" AND (r.created_at, r.id) < (?, ?)");
         }
-        sql.push_str(" ORDER BY r.created_at DESC, r.uri DESC LIMIT ?");
+        sql.push_str(" ORDER BY r.created_at DESC, r.id DESC LIMIT ?");
         let mut q = sqlx::query(&sql);
         if let Some(author) = &query.author {
             q = q.bind(author);
@@ -403,10 +403,14 @@ impl Store for SqliteStore {
             .iter()
             .map(record_view)
             .collect::<Result<Vec<_>, _>>()?;
-        let cursor = (records.len() == limit)
-            .then(|| records.last())
-            .flatten()
-            .map(|r| format!("{} {}", r.created_at.as_deref().unwrap_or(""), r.uri));
+        let cursor = match (records.len() == limit, rows.last()) {
+            (true, Some(last)) => {
+                let id: i64 = last.try_get("id")?;
+                let at: String = last.try_get("created_at")?;
+                Some(format!("{at} {id}"))
+            }
+            _ => None,
+        };
         Ok(Page { records, cursor })
     }
 

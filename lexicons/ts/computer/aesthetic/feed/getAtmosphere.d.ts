@@ -7,7 +7,8 @@
  *
  * Query `computer.aesthetic.feed.getAtmosphere`, served at
  * `GET /xrpc/computer.aesthetic.feed.getAtmosphere`: All indexed AC records, newest first (by
- * when/createdAt, then URI); records of inactive accounts are left out.
+ * when/createdAt; at the same time, most recently indexed first); records of inactive accounts
+ * are left out.
  * @module
  */
 

@@ -5,7 +5,7 @@
 //!
 //! Query `computer.aesthetic.feed.getAuthorFeed`, served at
 //! `GET /xrpc/computer.aesthetic.feed.getAuthorFeed`: One author's indexed AC records, newest
-//! first (by when/createdAt, then URI).
+//! first (by when/createdAt; at the same time, most recently indexed first).
 //!
 //! [`Params`] holds its URL query parameters. [`Output`] is its response body
 //! (`application/json`). [`ERRORS`] lists the names of the errors it declares.
