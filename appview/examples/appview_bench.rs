@@ -10,7 +10,10 @@
 //! 2. **Queries**: the AppView service on 127.0.0.1 port 0 over that index, `--clients`
 //!    concurrent HTTP/1.1 clients for `--secs` seconds each on `getAtmosphere` (limit 50,
 //!    first page and cursor pages) and `getAuthorFeed` (random actors). Prints requests/s
-//!    and p50/p99/max latency per query. Clients share the machine's cores with the server.
+//!    and p50/p99/max latency per query, first with the response cache off (every request
+//!    reads SQLite and builds the JSON), then on (the index does not change during the run,
+//!    so repeated queries are hits: the figure for a hot page between two ingest batches).
+//!    Clients share the machine's cores with the server.
 //!
 //! Quick run: `cargo run --release -p atelier-appview --example appview_bench`
 //! (200k records). Target run: `... -- --records 1000000 --actors 10000`.
@@ -266,67 +269,68 @@ async fn main() -> Result<(), BoxError> {
             .unwrap_or(0);
     store.close().await;
 
-    // ---- queries ----
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(service::run(
-        AppViewConfig {
-            store_path: path.clone(),
-            ingest: None,
-        },
-        listener,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    let http = reqwest::Client::new();
-    let first: Value = http
-        .get(format!(
-            "{base}/xrpc/computer.aesthetic.feed.getAtmosphere?limit=50"
-        ))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let cursor = first["cursor"].as_str().unwrap_or_default().to_owned();
-    let cursor: String = url::form_urlencoded::byte_serialize(cursor.as_bytes()).collect();
-    let actors = args.actors;
-    let queries: Vec<(&str, PathFor)> = vec![
-        (
-            "getAtmosphere, first page",
-            Arc::new(|_| "/xrpc/computer.aesthetic.feed.getAtmosphere?limit=50".to_owned()),
-        ),
-        (
-            "getAtmosphere, second page (cursor)",
-            Arc::new(move |_| {
-                format!("/xrpc/computer.aesthetic.feed.getAtmosphere?limit=50&cursor={cursor}")
-            }),
-        ),
-        (
-            "getAtmosphere, paintings only",
-            Arc::new(|_| {
-                "/xrpc/computer.aesthetic.feed.getAtmosphere?limit=50&collections=computer.aesthetic.painting"
-                    .to_owned()
-            }),
-        ),
-        (
-            "getAuthorFeed, random actor",
-            Arc::new(move |i| {
-                format!(
-                    "/xrpc/computer.aesthetic.feed.getAuthorFeed?actor={}&limit=50",
-                    did((i.wrapping_mul(2_654_435_761) % actors as u64) as usize)
-                )
-            }),
-        ),
-    ];
+    // ---- queries: without the response cache (every request reads SQLite), then with it ----
     let mut rows = Vec::new();
-    for (name, path_for) in queries {
-        let (n, lat) = load(&base, args.clients, args.secs, path_for).await?;
-        rows.push((name, n, lat));
+    for cache_bytes in [0, service::DEFAULT_RESPONSE_CACHE_BYTES] {
+        let label = if cache_bytes == 0 {
+            "no cache"
+        } else {
+            "cache"
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let mut config = AppViewConfig::new(path.clone(), None);
+        config.response_cache_bytes = cache_bytes;
+        let server = tokio::spawn(service::run(config, listener, async move {
+            let _ = stopped.await;
+        }));
+        let first: Value = reqwest::Client::new()
+            .get(format!(
+                "{base}/xrpc/computer.aesthetic.feed.getAtmosphere?limit=50"
+            ))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let cursor = first["cursor"].as_str().unwrap_or_default().to_owned();
+        let cursor: String = url::form_urlencoded::byte_serialize(cursor.as_bytes()).collect();
+        let actors = args.actors;
+        let queries: Vec<(&str, PathFor)> = vec![
+            (
+                "getAtmosphere, first page",
+                Arc::new(|_| "/xrpc/computer.aesthetic.feed.getAtmosphere?limit=50".to_owned()),
+            ),
+            (
+                "getAtmosphere, second page (cursor)",
+                Arc::new(move |_| {
+                    format!("/xrpc/computer.aesthetic.feed.getAtmosphere?limit=50&cursor={cursor}")
+                }),
+            ),
+            (
+                "getAtmosphere, paintings only",
+                Arc::new(|_| {
+                    "/xrpc/computer.aesthetic.feed.getAtmosphere?limit=50&collections=computer.aesthetic.painting"
+                        .to_owned()
+                }),
+            ),
+            (
+                "getAuthorFeed, random actor",
+                Arc::new(move |i| {
+                    format!(
+                        "/xrpc/computer.aesthetic.feed.getAuthorFeed?actor={}&limit=50",
+                        did((i.wrapping_mul(2_654_435_761) % actors as u64) as usize)
+                    )
+                }),
+            ),
+        ];
+        for (name, path_for) in queries {
+            let (n, lat) = load(&base, args.clients, args.secs, path_for).await?;
+            rows.push((format!("{name} [{label}]"), n, lat));
+        }
+        let _ = stop.send(());
+        server.await??;
     }
-    let _ = stop.send(());
-    server.await??;
 
     println!();
     println!(
@@ -345,7 +349,7 @@ async fn main() -> Result<(), BoxError> {
     );
     for (name, n, lat) in rows {
         println!(
-            "{name:<40} {:>8.0} req/s   p50 {:>6.2} ms   p99 {:>6.2} ms   max {:>7.2} ms",
+            "{name:<50} {:>8.0} req/s   p50 {:>6.2} ms   p99 {:>6.2} ms   max {:>7.2} ms",
             n as f64 / args.secs as f64,
             quantile(&lat, 0.5).as_secs_f64() * 1e3,
             quantile(&lat, 0.99).as_secs_f64() * 1e3,

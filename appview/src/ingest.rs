@@ -66,8 +66,10 @@ impl IngestConfig {
 pub struct IngestStats {
     /// Stream events handled.
     pub events: AtomicU64,
-    /// Batches committed.
+    /// Batches committed (the response cache's generation: it moves after each commit).
     pub batches: AtomicU64,
+    /// Query responses served from the response cache.
+    pub cache_hits: AtomicU64,
     /// Records inserted or changed.
     pub records_written: AtomicU64,
     /// Records deleted.
@@ -246,7 +248,7 @@ async fn commit<S: Store>(
     stats
         .records_deleted
         .fetch_add(applied.records_deleted, Ordering::Relaxed);
-    stats.batches.fetch_add(1, Ordering::Relaxed);
+    stats.batches.fetch_add(1, Ordering::Release);
     if let Some(seq) = batch.last_seq {
         stats.committed_seq.store(seq, Ordering::Relaxed);
     }

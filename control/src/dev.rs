@@ -57,10 +57,10 @@ async fn start_appview(sandbox: &Sandbox, listen: SocketAddr) -> anyhow::Result<
     ingest.plc_url = sandbox.plc_url().to_owned();
     ingest.allow_loopback = true;
     ingest.initial_cursor = Some(0);
-    let config = atelier_appview::service::AppViewConfig {
-        store_path: sandbox.data_dir().join("appview").join("index.sqlite"),
-        ingest: Some(ingest),
-    };
+    let config = atelier_appview::service::AppViewConfig::new(
+        sandbox.data_dir().join("appview").join("index.sqlite"),
+        Some(ingest),
+    );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(atelier_appview::service::run(
         config,

@@ -6,6 +6,7 @@
 //! returns that error, so the supervisor restarts the whole AppView from its stored cursor
 //! rather than serving an index that no longer moves.
 
+mod cache;
 mod xrpc;
 
 use std::future::Future;
@@ -27,6 +28,23 @@ pub struct AppViewConfig {
     pub store_path: PathBuf,
     /// Where to ingest from; `None` serves the index as it is.
     pub ingest: Option<IngestConfig>,
+    /// Bytes of query responses kept until the index changes (0: no cache); see
+    /// [`DEFAULT_RESPONSE_CACHE_BYTES`].
+    pub response_cache_bytes: usize,
+}
+
+/// The response cache's default budget.
+pub const DEFAULT_RESPONSE_CACHE_BYTES: usize = 32 << 20;
+
+impl AppViewConfig {
+    /// The index at `store_path`, following `ingest`, with the default response cache.
+    pub fn new(store_path: PathBuf, ingest: Option<IngestConfig>) -> AppViewConfig {
+        AppViewConfig {
+            store_path,
+            ingest,
+            response_cache_bytes: DEFAULT_RESPONSE_CACHE_BYTES,
+        }
+    }
 }
 
 /// What the HTTP handlers share.
@@ -35,6 +53,7 @@ pub(crate) struct Shared {
     pub(crate) store: Arc<SqliteStore>,
     pub(crate) stats: Arc<IngestStats>,
     pub(crate) source: Option<String>,
+    pub(crate) cache: cache::ResponseCache,
 }
 
 /// Runs the AppView on `listener` until `shutdown` completes (or ingest fails), then
@@ -72,6 +91,7 @@ pub async fn run(
         store: Arc::clone(&store),
         stats,
         source: config.ingest.as_ref().map(|i| i.source.clone()),
+        cache: cache::ResponseCache::new(config.response_cache_bytes),
     });
     let app = xrpc::router(shared);
     let addr = listener.local_addr().ok();

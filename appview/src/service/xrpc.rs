@@ -31,9 +31,7 @@ const MAX_COLLECTIONS: usize = 10;
 const DEFAULT_LIMIT: usize = 50;
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route("/xrpc/_health", get(health))
-        .route("/metrics", get(metrics))
+    let queries = Router::new()
         .route(
             "/xrpc/computer.aesthetic.feed.getAtmosphere",
             get(get_atmosphere),
@@ -47,7 +45,51 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             "/xrpc/computer.aesthetic.actor.getProfile",
             get(get_profile),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            cached,
+        ));
+    Router::new()
+        .route("/xrpc/_health", get(health))
+        .route("/metrics", get(metrics))
+        .merge(queries)
         .with_state(shared)
+}
+
+/// Largest response body the cache reads back to keep.
+const MAX_CACHED_BODY: usize = 4 << 20;
+
+/// Serves a query from the response cache when the index has not changed since it was
+/// computed; otherwise computes it and keeps a successful answer (see `cache.rs`).
+async fn cached(
+    State(shared): State<Arc<Shared>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if !shared.cache.enabled() {
+        return next.run(request).await;
+    }
+    let key = request
+        .uri()
+        .path_and_query()
+        .map_or_else(String::new, |p| p.as_str().to_owned());
+    let generation = shared.stats.batches.load(Ordering::Acquire);
+    if let Some(body) = shared.cache.get(&key, generation) {
+        shared.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+        return ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+    }
+    let response = next.run(request).await;
+    if response.status() != StatusCode::OK {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    match axum::body::to_bytes(body, MAX_CACHED_BODY).await {
+        Ok(bytes) => {
+            shared.cache.put(key, generation, bytes.clone());
+            Response::from_parts(parts, axum::body::Body::from(bytes))
+        }
+        Err(e) => XrpcError::internal(e).into_response(),
+    }
 }
 
 /// An XRPC error response.
@@ -297,6 +339,11 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         "atelier_appview_records_deleted_total",
         "Records deleted.",
         s.records_deleted.load(Ordering::Relaxed),
+    );
+    counter(
+        "atelier_appview_response_cache_hits_total",
+        "Query responses served from the response cache.",
+        s.cache_hits.load(Ordering::Relaxed),
     );
     counter(
         "atelier_appview_records_repaired_total",

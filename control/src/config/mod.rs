@@ -192,10 +192,10 @@ impl Loaded {
         ingest.trusted = trusted;
         ingest.plc_url = plc_url;
         ingest.allow_loopback = sandbox;
-        Ok(atelier_appview::service::AppViewConfig {
-            store_path: self.data_dir().join(&appview.store.path),
-            ingest: Some(ingest),
-        })
+        Ok(atelier_appview::service::AppViewConfig::new(
+            self.data_dir().join(&appview.store.path),
+            Some(ingest),
+        ))
     }
 }
 
