@@ -249,7 +249,7 @@ async fn main() -> Result<(), BoxError> {
     let (mut changes, mut rejected) = (Vec::new(), Vec::new());
     let mut index_time = Duration::ZERO;
     let mut written = 0u64;
-    for batch in events.chunks(50) {
+    for batch in events.chunks(500) {
         let t = Instant::now();
         for ev in batch {
             indexer.commit(ev, &mut changes, &mut rejected);

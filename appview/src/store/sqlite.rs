@@ -48,7 +48,11 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // 64 MB of page cache per connection (SQLite's default is 2 MB, a small part of
+            // an index that reaches about 1 GB per million records) and reads through mmap.
+            .pragma("cache_size", "-65536")
+            .pragma("mmap_size", "1073741824");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone())
