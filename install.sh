@@ -10,8 +10,10 @@
 #   4. builds `atelier` in release mode and installs it on the PATH;
 #   5. prints the next command.
 #
-# Usage: ./install.sh [--yes] [--no-build]
+# Usage: ./install.sh [--yes] [--dev] [--no-build]
 #   --yes       do not ask before installing system packages (for CI and scripts)
+#   --dev       also install what the test suite needs besides the runtime: the
+#               PostgreSQL server (the Postgres store's tests start their own on loopback)
 #   --no-build  skip step 4 (useful when only the runtime is needed)
 # Environment:
 #   ATELIER_HOME     where the runtime goes (default: $HOME/.local/share/atelier)
@@ -20,13 +22,15 @@
 set -eu
 
 yes=0
+dev=0
 build=1
 for arg in "$@"; do
   case "$arg" in
     --yes | -y) yes=1 ;;
+    --dev) dev=1 ;;
     --no-build) build=0 ;;
     -h | --help)
-      sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *)
@@ -65,6 +69,10 @@ command -v apt-get >/dev/null 2>&1 || die "apt-get not found: this script suppor
 # python3, make, g++: node-gyp. npm: fetches Node 22 and the PDS packages.
 # ca-certificates, git, sqlite3, zstd: TLS roots, source checkouts, inspecting stores and corpora.
 packages="build-essential pkg-config python3 make g++ npm ca-certificates git sqlite3 zstd"
+# --dev: postgresql: the server binaries (initdb, postgres) the Postgres store's tests run.
+if [ "$dev" -eq 1 ]; then
+  packages="$packages postgresql"
+fi
 missing=''
 for p in $packages; do
   # The image may ship npm outside Debian's package (for example with a newer Node).

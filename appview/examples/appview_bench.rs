@@ -16,14 +16,16 @@
 //!    Clients share the machine's cores with the server.
 //!
 //! Quick run: `cargo run --release -p atelier-appview --example appview_bench`
-//! (200k records). Target run: `... -- --records 1000000 --actors 10000`.
+//! (200k records). Target run: `... -- --records 1000000 --actors 10000`. `--store postgres`
+//! runs the same against a throwaway local PostgreSQL (`PgCluster`, as the tests use), or
+//! `--postgres-url URL` against a server of yours (its database must be empty).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use atelier_appview::index::Indexer;
 use atelier_appview::service::{self, AppViewConfig};
-use atelier_appview::store::{SqliteStore, Store};
+use atelier_appview::store::{AnyStore, Store, StoreLocation};
 use atelier_relay::sync::frame::Action;
 use atelier_relay::sync::stream::{CommitEvent, OpEvent};
 use atelier_relay::sync::verify::SyncStatus;
@@ -34,12 +36,15 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The request path for the i-th request of a query load.
 type PathFor = Arc<dyn Fn(u64) -> String + Send + Sync>;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Args {
     records: usize,
     actors: usize,
     clients: usize,
     secs: u64,
+    /// `sqlite`, or `postgres` (a throwaway local server, or `--postgres-url`).
+    store: String,
+    postgres_url: Option<String>,
 }
 
 fn parse_args() -> Result<Args, BoxError> {
@@ -48,6 +53,8 @@ fn parse_args() -> Result<Args, BoxError> {
         actors: 10_000,
         clients: 16,
         secs: 10,
+        store: "sqlite".to_owned(),
+        postgres_url: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -57,9 +64,15 @@ fn parse_args() -> Result<Args, BoxError> {
             "--actors" => args.actors = value.parse()?,
             "--clients" => args.clients = value.parse()?,
             "--secs" => args.secs = value.parse()?,
+            "--store" if value == "sqlite" || value == "postgres" => args.store = value,
+            "--postgres-url" => {
+                args.store = "postgres".to_owned();
+                args.postgres_url = Some(value);
+            }
             other => {
                 return Err(format!(
-                    "unknown option {other} (use --records N, --actors N, --clients N, --secs S)"
+                    "unknown option {other} {value} (use --records N, --actors N, --clients N, \
+                     --secs S, --store sqlite|postgres, --postgres-url URL)"
                 )
                 .into());
             }
@@ -232,6 +245,21 @@ async fn main() -> Result<(), BoxError> {
     let args = parse_args()?;
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("index.sqlite");
+    // A throwaway server for `--store postgres` (fsync and synchronous_commit off, like a
+    // test cluster: compare with SQLite's WAL at synchronous=NORMAL, which does not fsync
+    // each commit either), unless `--postgres-url` names one.
+    let mut _server = None;
+    let location = match (&args.store[..], &args.postgres_url) {
+        ("postgres", Some(url)) => StoreLocation::Postgres(url.clone()),
+        ("postgres", None) => {
+            let server = atelier_sandbox::PgCluster::start()?;
+            let url = server.create_database("bench")?;
+            _server = Some(server);
+            StoreLocation::Postgres(url)
+        }
+        _ => StoreLocation::Sqlite(path.clone()),
+    };
+    println!("store: {}", location.describe());
 
     // ---- ingest ----
     let built = Instant::now();
@@ -243,7 +271,7 @@ async fn main() -> Result<(), BoxError> {
         args.actors,
         built.elapsed().as_secs_f64()
     );
-    let store = SqliteStore::open(&path).await?;
+    let store = AnyStore::open(&location).await?;
     let indexer = Indexer::new()?;
     let started = Instant::now();
     let (mut changes, mut rejected) = (Vec::new(), Vec::new());
@@ -280,7 +308,7 @@ async fn main() -> Result<(), BoxError> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let mut config = AppViewConfig::new(path.clone(), None);
+        let mut config = AppViewConfig::new(location.clone(), None);
         config.response_cache_bytes = cache_bytes;
         let server = tokio::spawn(service::run(config, listener, async move {
             let _ = stopped.await;
@@ -338,15 +366,17 @@ async fn main() -> Result<(), BoxError> {
         args.records, args.actors, args.clients, args.secs
     );
     println!(
-        "ingest (index + SQLite, batches with cursor)   {:>10.0} records/s  ({written} written, {} rejected, {secs:.1} s; indexer alone {:.0} records/s)",
+        "ingest (index + store, batches with cursor)    {:>10.0} records/s  ({written} written, {} rejected, {secs:.1} s; indexer alone {:.0} records/s)",
         args.records as f64 / secs,
         rejected.len(),
         args.records as f64 / index_time.as_secs_f64().max(1e-9)
     );
-    println!(
-        "index size                                      {:>10.1} MB",
-        db_bytes as f64 / 1e6
-    );
+    if matches!(location, StoreLocation::Sqlite(_)) {
+        println!(
+            "index size                                      {:>10.1} MB",
+            db_bytes as f64 / 1e6
+        );
+    }
     for (name, n, lat) in rows {
         println!(
             "{name:<50} {:>8.0} req/s   p50 {:>6.2} ms   p99 {:>6.2} ms   max {:>7.2} ms",

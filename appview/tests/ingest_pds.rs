@@ -13,15 +13,17 @@
 //! - the feed is newest first and pages by cursor without gaps or repeats;
 //! - stopping and restarting ingest resumes from the stored cursor: a record written while
 //!   it was stopped arrives, and every indexed `(uri, cid)` matches the PDS.
+//!
+//! The whole loop runs twice: into SQLite, and into a real PostgreSQL server that the test
+//! starts ([`PgCluster`]).
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use atelier_appview::ingest::{self, IngestConfig, IngestStats};
-use atelier_appview::store::{FeedQuery, SqliteStore, Store};
-use atelier_sandbox::{Account, Sandbox};
+use atelier_appview::store::{AnyStore, FeedQuery, Store, StoreLocation};
+use atelier_sandbox::{Account, PgCluster, Sandbox};
 use serde_json::{Value, json};
 
 const STEP: Duration = Duration::from_secs(60);
@@ -36,7 +38,7 @@ struct Ingest {
 }
 
 impl Ingest {
-    fn start(sandbox: &Sandbox, store: Arc<SqliteStore>) -> Ingest {
+    fn start(sandbox: &Sandbox, store: Arc<AnyStore>) -> Ingest {
         let mut config = IngestConfig::new(sandbox.subscribe_repos_url(None));
         config.plc_url = sandbox.plc_url().to_owned();
         config.allow_loopback = true;
@@ -78,7 +80,7 @@ where
     }
 }
 
-async fn indexed(store: &SqliteStore, uri: &str) -> Option<Value> {
+async fn indexed(store: &AnyStore, uri: &str) -> Option<Value> {
     store
         .record(uri)
         .await
@@ -101,12 +103,8 @@ fn rkey(uri: &str) -> &str {
     uri.rsplit('/').next().expect("rkey")
 }
 
-async fn open_store(dir: &Path) -> Arc<SqliteStore> {
-    Arc::new(
-        SqliteStore::open(&dir.join("index.sqlite"))
-            .await
-            .expect("store opens"),
-    )
+async fn open_store(location: &StoreLocation) -> Arc<AnyStore> {
+    Arc::new(AnyStore::open(location).await.expect("store opens"))
 }
 
 /// Every record `account` holds in `collections`, as `(uri, cid)`.
@@ -121,10 +119,23 @@ async fn pds_records(account: &Account, collections: &[&str]) -> Vec<(String, St
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn pds_to_index_with_quirks_updates_deletes_and_resume() {
-    let sandbox = Sandbox::start().await.expect("sandbox starts");
+async fn sqlite_pds_to_index_with_quirks_updates_deletes_and_resume() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = open_store(dir.path()).await;
+    pds_to_index(StoreLocation::Sqlite(dir.path().join("index.sqlite"))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_pds_to_index_with_quirks_updates_deletes_and_resume() {
+    let server = PgCluster::start().expect("PostgreSQL starts (./install.sh --dev installs it)");
+    pds_to_index(StoreLocation::Postgres(
+        server.create_database("index").expect("createdb"),
+    ))
+    .await;
+}
+
+async fn pds_to_index(location: StoreLocation) {
+    let sandbox = Sandbox::start().await.expect("sandbox starts");
+    let store = open_store(&location).await;
     let ingest = Ingest::start(&sandbox, Arc::clone(&store));
 
     let alice = sandbox.create_account("alice").await.expect("alice");

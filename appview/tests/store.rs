@@ -1,13 +1,74 @@
-//! The index store's contract, table-driven over [`Change`] batches (the suite a Postgres
-//! backend must also pass): idempotent upserts keyed by URI + CID, deletes, profiles,
+//! The index store's contract, table-driven over [`Change`] batches, run on both
+//! backends: SQLite in a temporary file, and a real PostgreSQL server started for each test
+//! ([`PgCluster`]: `initdb` + `postgres` on a loopback port; the tests fail, not skip, when
+//! PostgreSQL is not installed). Idempotent upserts keyed by URI + CID, deletes, profiles,
 //! hiding inactive accounts, cursors moving with their batch, feed paging and filters, and
 //! the database surviving a reopen.
 
-use std::sync::Arc;
-
 use atelier_appview::index::{Change, Profile, RecordRow};
-use atelier_appview::store::{FeedQuery, SqliteStore, Store};
+use atelier_appview::store::{AnyStore, FeedQuery, Store, StoreLocation};
+use atelier_sandbox::PgCluster;
 use serde_json::json;
+
+/// Where a test's store lives, kept alive for the test's length.
+struct Fixture {
+    location: StoreLocation,
+    _dir: Option<tempfile::TempDir>,
+    _server: Option<PgCluster>,
+}
+
+impl Fixture {
+    fn sqlite() -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Fixture {
+            location: StoreLocation::Sqlite(dir.path().join("db/index.sqlite")),
+            _dir: Some(dir),
+            _server: None,
+        }
+    }
+
+    fn postgres() -> Fixture {
+        let server =
+            PgCluster::start().expect("PostgreSQL starts (./install.sh --dev installs it)");
+        let url = server.create_database("index").expect("createdb");
+        Fixture {
+            location: StoreLocation::Postgres(url),
+            _dir: None,
+            _server: Some(server),
+        }
+    }
+
+    /// Opens the store (creating the SQLite file's directory; migrating either).
+    async fn open(&self) -> AnyStore {
+        AnyStore::open(&self.location).await.expect("store opens")
+    }
+}
+
+/// Each case once per backend: `sqlite::case` and `postgres::case`.
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $case() {
+                super::$case(super::Fixture::sqlite()).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $case() {
+                super::$case(super::Fixture::postgres()).await
+            })*
+        }
+    };
+}
+
+on_both_backends!(
+    upserts_are_idempotent_and_updates_replace,
+    cursor_moves_with_its_batch_and_survives_reopen,
+    inactive_accounts_are_hidden_and_come_back,
+    profiles_handles_and_follows,
+    feed_pages_filters_and_orders,
+);
 
 fn row(did: &str, collection: &str, rkey: &str, cid: &str, when: &str) -> RecordRow {
     RecordRow {
@@ -29,21 +90,12 @@ const B: &str = "did:plc:bbbbbbbbbbbbbbbbbbbbbbbb";
 const PAINTING: &str = "computer.aesthetic.painting";
 const MOOD: &str = "computer.aesthetic.mood";
 
-async fn store() -> (tempfile::TempDir, Arc<SqliteStore>) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = SqliteStore::open(&dir.path().join("db/index.sqlite"))
-        .await
-        .expect("opens (creating its directory)");
-    (dir, Arc::new(store))
-}
-
 fn uris(page: &atelier_appview::store::Page) -> Vec<&str> {
     page.records.iter().map(|r| r.uri.as_str()).collect()
 }
 
-#[tokio::test]
-async fn upserts_are_idempotent_and_updates_replace() {
-    let (_dir, store) = store().await;
+async fn upserts_are_idempotent_and_updates_replace(fixture: Fixture) {
+    let store = fixture.open().await;
     let p = row(A, PAINTING, "p1", "bafy-1", "2026-01-01T00:00:00Z");
     // (batch, records written, records deleted)
     let cases: Vec<(Vec<Change>, u64, u64)> = vec![
@@ -97,12 +149,9 @@ async fn upserts_are_idempotent_and_updates_replace() {
     );
 }
 
-#[tokio::test]
-async fn cursor_moves_with_its_batch_and_survives_reopen() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("index.sqlite");
+async fn cursor_moves_with_its_batch_and_survives_reopen(fixture: Fixture) {
     {
-        let store = SqliteStore::open(&path).await.expect("opens");
+        let store = fixture.open().await;
         assert_eq!(store.cursor("ws://x").await.expect("cursor"), None);
         store
             .apply(
@@ -121,17 +170,15 @@ async fn cursor_moves_with_its_batch_and_survives_reopen() {
         store.apply(&[], Some(("ws://y", 7))).await.expect("apply");
         store.close().await;
     }
-    let store = SqliteStore::open(&path)
-        .await
-        .expect("reopens (migrations idempotent)");
+    // Reopening runs the migrations again: they must be no-ops.
+    let store = fixture.open().await;
     assert_eq!(store.cursor("ws://x").await.expect("cursor"), Some(42));
     assert_eq!(store.cursor("ws://y").await.expect("cursor"), Some(7));
     assert_eq!(store.record_cids().await.expect("cids").len(), 1);
 }
 
-#[tokio::test]
-async fn inactive_accounts_are_hidden_and_come_back() {
-    let (_dir, store) = store().await;
+async fn inactive_accounts_are_hidden_and_come_back(fixture: Fixture) {
+    let store = fixture.open().await;
     let a = row(A, PAINTING, "p1", "c1", "2026-01-01T00:00:00Z");
     let b = row(B, PAINTING, "p2", "c2", "2026-01-02T00:00:00Z");
     store
@@ -175,9 +222,8 @@ async fn inactive_accounts_are_hidden_and_come_back() {
     );
 }
 
-#[tokio::test]
-async fn profiles_handles_and_follows() {
-    let (_dir, store) = store().await;
+async fn profiles_handles_and_follows(fixture: Fixture) {
+    let store = fixture.open().await;
     let follow = |by: &str, rkey: &str| Change::Follow {
         uri: format!("at://{by}/computer.aesthetic.graph.follow/{rkey}"),
         did: by.into(),
@@ -232,9 +278,8 @@ async fn profiles_handles_and_follows() {
     );
 }
 
-#[tokio::test]
-async fn feed_pages_filters_and_orders() {
-    let (_dir, store) = store().await;
+async fn feed_pages_filters_and_orders(fixture: Fixture) {
+    let store = fixture.open().await;
     let mut batch = Vec::new();
     for i in 0..25u32 {
         let did = if i % 2 == 0 { A } else { B };

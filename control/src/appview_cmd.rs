@@ -41,7 +41,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let trust = if ingest.trusted { " (trusted)" } else { "" };
         println!("  source   {}{trust}", ingest.source);
     }
-    println!("  index    {}", config.store_path.display());
+    println!("  index    {}", config.store.describe());
     println!("Press Ctrl-C to stop.");
     atelier_appview::service::run(config, listener, crate::relay_cmd::interrupted()?).await?;
     eprintln!("Stopped.");

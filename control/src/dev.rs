@@ -58,7 +58,9 @@ async fn start_appview(sandbox: &Sandbox, listen: SocketAddr) -> anyhow::Result<
     ingest.allow_loopback = true;
     ingest.initial_cursor = Some(0);
     let config = atelier_appview::service::AppViewConfig::new(
-        sandbox.data_dir().join("appview").join("index.sqlite"),
+        atelier_appview::store::StoreLocation::Sqlite(
+            sandbox.data_dir().join("appview").join("index.sqlite"),
+        ),
         Some(ingest),
     );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -13,8 +13,11 @@
 //! need a PDS fail, they never skip.
 //!
 //! `atelier dev pds` and (for now) `atelier up` run the same code in the foreground.
+//!
+//! [`PgCluster`] is a throwaway PostgreSQL server for the Postgres store's tests.
 
 mod account;
+mod postgres;
 mod process;
 mod runtime;
 
@@ -23,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub use account::{Account, BlobRef, CreatedRecord};
+pub use postgres::PgCluster;
 pub use runtime::Runtime;
 
 use process::Service;
@@ -54,7 +58,7 @@ pub enum SandboxError {
         "{service} did not become healthy: {reason}\n--- last lines of its log ---\n{log_tail}"
     )]
     Unhealthy {
-        /// `plc` or `pds`.
+        /// `plc`, `pds` or `postgres`.
         service: &'static str,
         /// Why it is considered failed.
         reason: String,

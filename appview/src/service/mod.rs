@@ -10,7 +10,6 @@ mod cache;
 mod xrpc;
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -19,13 +18,13 @@ use tracing::{error, info};
 
 use crate::error::AppViewError;
 use crate::ingest::{self, IngestConfig, IngestStats};
-use crate::store::SqliteStore;
+use crate::store::{AnyStore, StoreLocation};
 
 /// What the AppView service needs, resolved (paths absolute, secrets read).
 #[derive(Debug, Clone)]
 pub struct AppViewConfig {
-    /// The SQLite index file.
-    pub store_path: PathBuf,
+    /// The index store.
+    pub store: StoreLocation,
     /// Where to ingest from; `None` serves the index as it is.
     pub ingest: Option<IngestConfig>,
     /// Bytes of query responses kept until the index changes (0: no cache); see
@@ -37,10 +36,10 @@ pub struct AppViewConfig {
 pub const DEFAULT_RESPONSE_CACHE_BYTES: usize = 32 << 20;
 
 impl AppViewConfig {
-    /// The index at `store_path`, following `ingest`, with the default response cache.
-    pub fn new(store_path: PathBuf, ingest: Option<IngestConfig>) -> AppViewConfig {
+    /// The index at `store`, following `ingest`, with the default response cache.
+    pub fn new(store: StoreLocation, ingest: Option<IngestConfig>) -> AppViewConfig {
         AppViewConfig {
-            store_path,
+            store,
             ingest,
             response_cache_bytes: DEFAULT_RESPONSE_CACHE_BYTES,
         }
@@ -50,7 +49,7 @@ impl AppViewConfig {
 /// What the HTTP handlers share.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub(crate) store: Arc<SqliteStore>,
+    pub(crate) store: Arc<AnyStore>,
     pub(crate) stats: Arc<IngestStats>,
     pub(crate) source: Option<String>,
     pub(crate) cache: cache::ResponseCache,
@@ -66,7 +65,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AppViewError> {
-    let store = Arc::new(SqliteStore::open(&config.store_path).await?);
+    let store = Arc::new(AnyStore::open(&config.store).await?);
     let stats = Arc::new(IngestStats::new());
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -95,7 +94,7 @@ pub async fn run(
     });
     let app = xrpc::router(shared);
     let addr = listener.local_addr().ok();
-    info!(?addr, store = %config.store_path.display(), "AppView listening");
+    info!(?addr, store = %config.store.describe(), "AppView listening");
     {
         let stop_tx = stop_tx.clone();
         tokio::spawn(async move {

@@ -1,15 +1,22 @@
-//! The index store: one trait, one implementation per database (SQLite now; Postgres is the
-//! next backend, with its own migrations under `migrations/postgres`).
+//! The index store: one trait, two databases. [`SqliteStore`] (embedded, the default) and
+//! [`PostgresStore`] run the same SQL (`store/sql.rs`) over their own migrations
+//! (`migrations/sqlite`, `migrations/postgres`); [`AnyStore`] is whichever the
+//! configuration names.
 //!
 //! Writes come in batches ([`Store::apply`]): a batch's changes and the source's cursor are
 //! committed in one transaction, so after a crash the stream resumes exactly where the rows
 //! stop, and replaying a batch is harmless (upserts keyed by AT-URI are no-ops at the same
 //! CID).
 
+mod postgres;
+mod sql;
 mod sqlite;
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::path::PathBuf;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use crate::index::Change;
@@ -113,4 +120,159 @@ pub trait Store: Send + Sync + 'static {
     /// backfill comparison).
     fn record_cids(&self)
     -> impl Future<Output = Result<Vec<(String, String)>, StoreError>> + Send;
+}
+
+/// Records (or follows) per multi-row upsert: 11 columns each, well under SQLite's 32,766
+/// and Postgres's 65,535 bound parameters.
+pub(crate) const RECORD_CHUNK: usize = 100;
+
+/// A follow edge: (uri, follower, subject, createdAt).
+pub(crate) type FollowRow<'a> = (&'a str, &'a str, &'a str, Option<&'a str>);
+
+/// The records and follow edges of a run of upserts, each URI once: its last version
+/// (one multi-row statement may not touch a row twice, Postgres refuses it; and the last
+/// write is the one that stands).
+pub(crate) fn split_run(run: &[Change]) -> (Vec<&crate::index::RecordRow>, Vec<FollowRow<'_>>) {
+    let mut records = Vec::new();
+    let mut follows = Vec::new();
+    // The last index of each URI, per table (a follow record is both a record row and a
+    // follow edge, under one URI).
+    let (mut last_record, mut last_follow) = (HashMap::new(), HashMap::new());
+    for (i, change) in run.iter().enumerate() {
+        match change {
+            Change::Record(row) => last_record.insert(row.uri.as_str(), i),
+            Change::Follow { uri, .. } => last_follow.insert(uri.as_str(), i),
+            _ => None,
+        };
+    }
+    for (i, change) in run.iter().enumerate() {
+        match change {
+            Change::Record(row) if last_record.get(row.uri.as_str()) == Some(&i) => {
+                records.push(row)
+            }
+            Change::Follow {
+                uri,
+                did,
+                subject,
+                created_at,
+            } if last_follow.get(uri.as_str()) == Some(&i) => follows.push((
+                uri.as_str(),
+                did.as_str(),
+                subject.as_str(),
+                created_at.as_deref(),
+            )),
+            _ => {}
+        }
+    }
+    (records, follows)
+}
+
+/// A feed cursor: the last row's `created_at` and id, joined by a space (`created_at`
+/// never holds one: it is a datetime as written, or empty).
+pub(crate) fn split_cursor(cursor: &str) -> Option<(&str, i64)> {
+    let (at, id) = cursor.rsplit_once(' ')?;
+    Some((at, id.parse().ok()?))
+}
+
+/// Where the index lives.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// An SQLite file (created with its directory if missing).
+    Sqlite(PathBuf),
+    /// A Postgres URL (a secret: it may hold a password, so it is never printed).
+    Postgres(String),
+}
+
+impl std::fmt::Debug for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+impl StoreLocation {
+    /// For logs: the SQLite path, or the Postgres host and database without credentials.
+    pub fn describe(&self) -> String {
+        match self {
+            StoreLocation::Sqlite(path) => format!("sqlite {}", path.display()),
+            StoreLocation::Postgres(url) => match url::Url::parse(url) {
+                Ok(u) => format!(
+                    "postgres {}:{}{}",
+                    u.host_str().unwrap_or("localhost"),
+                    u.port().unwrap_or(5432),
+                    u.path()
+                ),
+                Err(_) => "postgres (unparsable URL)".to_owned(),
+            },
+        }
+    }
+}
+
+/// The configured store, either backend.
+#[derive(Debug, Clone)]
+pub enum AnyStore {
+    /// Embedded SQLite.
+    Sqlite(SqliteStore),
+    /// A Postgres server.
+    Postgres(PostgresStore),
+}
+
+impl AnyStore {
+    /// Opens the store at `location`, bringing its schema up to date.
+    ///
+    /// # Errors
+    /// As [`SqliteStore::open`] or [`PostgresStore::connect`].
+    pub async fn open(location: &StoreLocation) -> Result<AnyStore, StoreError> {
+        Ok(match location {
+            StoreLocation::Sqlite(path) => AnyStore::Sqlite(SqliteStore::open(path).await?),
+            StoreLocation::Postgres(url) => AnyStore::Postgres(PostgresStore::connect(url).await?),
+        })
+    }
+
+    /// Closes the store's connections (waits for in-flight work).
+    pub async fn close(&self) {
+        match self {
+            AnyStore::Sqlite(s) => s.close().await,
+            AnyStore::Postgres(s) => s.close().await,
+        }
+    }
+}
+
+/// Forwards a [`Store`] method to whichever backend `self` holds.
+macro_rules! forward {
+    ($self:ident.$method:ident($($arg:expr),*)) => {
+        match $self {
+            AnyStore::Sqlite(s) => s.$method($($arg),*).await,
+            AnyStore::Postgres(s) => s.$method($($arg),*).await,
+        }
+    };
+}
+
+impl Store for AnyStore {
+    async fn apply(
+        &self,
+        changes: &[Change],
+        cursor: Option<(&str, i64)>,
+    ) -> Result<Applied, StoreError> {
+        forward!(self.apply(changes, cursor))
+    }
+
+    async fn cursor(&self, source: &str) -> Result<Option<i64>, StoreError> {
+        forward!(self.cursor(source))
+    }
+
+    async fn record(&self, uri: &str) -> Result<Option<RecordView>, StoreError> {
+        forward!(self.record(uri))
+    }
+
+    async fn feed(&self, query: &FeedQuery) -> Result<Page, StoreError> {
+        forward!(self.feed(query))
+    }
+
+    async fn actor(&self, did: &str) -> Result<Option<ProfileView>, StoreError> {
+        forward!(self.actor(did))
+    }
+
+    async fn record_cids(&self) -> Result<Vec<(String, String)>, StoreError> {
+        forward!(self.record_cids())
+    }
 }

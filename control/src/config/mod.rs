@@ -159,17 +159,27 @@ impl Loaded {
     /// when one is configured, else the bundled PDS (loopback addresses in the sandbox).
     ///
     /// # Errors
-    /// If the store is Postgres, which the AppView cannot use yet.
+    /// If the Postgres URL cannot be read (`services.appview.store.url_file`) or is
+    /// missing.
     pub fn appview_config(&self) -> Result<atelier_appview::service::AppViewConfig, String> {
         let services = &self.config.services;
         let appview = &services.appview;
-        if appview.store.kind == StoreKind::Postgres {
-            return Err(
-                "services.appview.store.kind: the Postgres store is not built yet; \
-                        use `kind: sqlite`"
-                    .to_owned(),
-            );
-        }
+        let store = match appview.store.kind {
+            StoreKind::Sqlite => atelier_appview::store::StoreLocation::Sqlite(
+                self.data_dir().join(&appview.store.path),
+            ),
+            StoreKind::Postgres => match appview.store.postgres_url(&self.base_dir) {
+                Ok(Some(url)) => {
+                    atelier_appview::store::StoreLocation::Postgres(url.expose().to_owned())
+                }
+                Ok(None) => {
+                    return Err("services.appview.store: kind postgres needs `url` or \
+                                `url_file`"
+                        .to_owned());
+                }
+                Err(e) => return Err(format!("services.appview.store: {e}")),
+            },
+        };
         let (url, trusted) = match &appview.source {
             Some(source) => (source.url.clone(), source.trusted),
             None => {
@@ -193,7 +203,7 @@ impl Loaded {
         ingest.plc_url = plc_url;
         ingest.allow_loopback = sandbox;
         Ok(atelier_appview::service::AppViewConfig::new(
-            self.data_dir().join(&appview.store.path),
+            store,
             Some(ingest),
         ))
     }
