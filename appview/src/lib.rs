@@ -1,9 +1,11 @@
 //! The AC AppView: indexes `computer.aesthetic.*` records from the network and serves them.
 //!
 //! Built so far (see the AppView issue for the rest):
+//! - [`auth`]: verifies inter-service auth JWTs (`getServiceAuth` tokens) against the
+//!   issuer's DID document, re-resolving once on a key rotation;
 //! - [`index`]: verified stream events to index changes, with lenient validation of AC's
 //!   records from the wild (repairs recorded, failures counted and kept out);
-//! - [`store`]: the index store trait and its SQLite backend (sqlx, WAL, migrations);
+//! - [`store`]: the index store trait and its SQLite and Postgres backends (sqlx, one SQL);
 //! - [`ingest`]: follows a `subscribeRepos` source through the sync layer and commits
 //!   batches of changes together with the source cursor;
 //! - [`service`]: `run(config, listener, shutdown)`: ingest plus the XRPC queries
@@ -12,6 +14,7 @@
 //!
 //! Dependencies point one way: `control -> appview -> relay -> lexicons`.
 
+pub mod auth;
 pub mod error;
 pub mod index;
 pub mod ingest;
