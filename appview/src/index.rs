@@ -44,6 +44,11 @@ pub struct RecordRow {
     pub record: Value,
     /// What lenient validation repaired or tolerated, in words.
     pub repairs: Vec<String>,
+    /// The AT-URI of the work this record remixes (`remixOf.uri`), if any.
+    pub remix_of: Option<String>,
+    /// Handles mentioned in the record's text (`@name` in a mood, KidLisp source or news
+    /// headline/body), lowercased, each once, AC's short form expanded (see [`mentions`]).
+    pub mentions: Vec<String>,
 }
 
 /// An actor's profile, from `app.bsky.actor.profile/self`.
@@ -237,9 +242,76 @@ impl Indexer {
             code: text("code"),
             slug: text("slug"),
             repairs: validated.repairs.iter().map(ToString::to_string).collect(),
+            remix_of: record
+                .get("remixOf")
+                .and_then(|r| r.get("uri"))
+                .and_then(Value::as_str)
+                .filter(|u| u.starts_with("at://did:"))
+                .map(str::to_owned),
+            mentions: ["mood", "source", "headline", "body"]
+                .iter()
+                .filter_map(|k| record.get(*k).and_then(Value::as_str))
+                .flat_map(mentions)
+                .fold(Vec::new(), |mut all, h| {
+                    if !all.contains(&h) {
+                        all.push(h);
+                    }
+                    all
+                }),
             record,
         })
     }
+}
+
+/// The domain under which AC's PDS gives accounts their handles: `@jeffrey` in AC's text
+/// is the account `jeffrey.at.aesthetic.computer`.
+pub const AC_HANDLE_DOMAIN: &str = "at.aesthetic.computer";
+
+/// Most mentions taken from one record (a text full of `@` is not a way to notify
+/// everyone).
+const MAX_MENTIONS: usize = 10;
+
+/// The handles `@mentioned` in `text`, lowercased, at most [`MAX_MENTIONS`].
+///
+/// A mention is `@` at the start or after a character that is not part of a name, then a
+/// name of letters, digits, `.`, `_` and `-` (trailing dots dropped: "thanks @amy." is
+/// `amy`). A name with a dot is a full handle (`@alice.bsky.social`); a bare name is AC's
+/// short form, the handle `name.at.aesthetic.computer` with `_` written as `-` (how AC's
+/// PDS names accounts). Names that cannot be handles (too long, bad labels) are skipped.
+pub fn mentions(text: &str) -> Vec<String> {
+    let is_name = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    let mut out = Vec::new();
+    let mut prev: Option<char> = None;
+    for (i, c) in text.char_indices() {
+        let starts = c == '@' && !prev.is_some_and(|p| is_name(p) || p == '@');
+        prev = Some(c);
+        if !starts {
+            continue;
+        }
+        let rest = &text[i + 1..];
+        let end = rest.find(|c: char| !is_name(c)).unwrap_or(rest.len());
+        let name = rest[..end].trim_end_matches('.').to_ascii_lowercase();
+        let handle = if name.contains('.') {
+            name
+        } else {
+            format!("{}.{AC_HANDLE_DOMAIN}", name.replace('_', "-"))
+        };
+        let valid = handle.len() <= 253
+            && handle.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            });
+        if valid && !out.contains(&handle) {
+            out.push(handle);
+            if out.len() == MAX_MENTIONS {
+                break;
+            }
+        }
+    }
+    out
 }
 
 /// Why a record was refused, before its URI is attached.
@@ -289,5 +361,36 @@ fn profile(did: &str, record: Value) -> Profile {
         description: text("description"),
         avatar_cid,
         record,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mentions;
+
+    #[test]
+    fn mentions_in_text() {
+        let ac = |name: &str| format!("{name}.at.aesthetic.computer");
+        let cases: Vec<(&str, Vec<String>)> = vec![
+            ("hi @jeffrey", vec![ac("jeffrey")]),
+            ("@Amy_B. thanks!", vec![ac("amy-b")]),
+            (
+                "ping @alice.bsky.social, ok",
+                vec!["alice.bsky.social".into()],
+            ),
+            ("mail me@example.com", vec![]),
+            ("@@double and @ alone", vec![]),
+            ("@a @a @b", vec![ac("a"), ac("b")]),
+            ("(wipe @-bad) @ok-", vec![]),
+            ("@x.", vec![ac("x")]),
+            ("no mentions at all", vec![]),
+        ];
+        for (text, want) in cases {
+            assert_eq!(mentions(text), want, "{text:?}");
+        }
+        let many: String = (0..30).map(|i| format!("@n{i} ")).collect();
+        assert_eq!(mentions(&many).len(), 10, "capped");
+        let long = format!("@{}", "a".repeat(64));
+        assert!(mentions(&long).is_empty(), "a label over 63 characters");
     }
 }

@@ -61,6 +61,29 @@ impl IngestConfig {
     }
 }
 
+/// The guarded HTTP client and DID resolver for `plc_url` (loopback and private
+/// addresses allowed only when `allow_loopback`, the sandbox).
+///
+/// # Errors
+/// If the HTTP client cannot be built (its message).
+pub fn identity(plc_url: &str, allow_loopback: bool) -> Result<(GuardedClient, Resolver), String> {
+    let policy = if allow_loopback {
+        SsrfPolicy::sandbox()
+    } else {
+        SsrfPolicy::default()
+    };
+    let guard = GuardedClient::new(policy).map_err(|e| e.to_string())?;
+    let resolver_config = if allow_loopback {
+        ResolverConfig::sandbox(plc_url.to_owned())
+    } else {
+        ResolverConfig {
+            plc_url: plc_url.to_owned(),
+            ..ResolverConfig::default()
+        }
+    };
+    Ok((guard.clone(), Resolver::new(resolver_config, guard)))
+}
+
 /// Counters ingest keeps, for metrics and tests.
 #[derive(Debug, Default)]
 pub struct IngestStats {
@@ -79,6 +102,17 @@ pub struct IngestStats {
     /// The last committed seq (-1: none yet).
     pub committed_seq: AtomicI64,
     rejected: Mutex<BTreeMap<String, u64>>,
+    commits: Commits,
+}
+
+/// Tells waiters that a batch committed (the live notification streams).
+#[derive(Debug)]
+struct Commits(tokio::sync::watch::Sender<u64>);
+
+impl Default for Commits {
+    fn default() -> Self {
+        Commits(tokio::sync::watch::Sender::new(0))
+    }
 }
 
 impl IngestStats {
@@ -93,6 +127,12 @@ impl IngestStats {
     /// Records and frames kept out, by reason (`invalid`, `unknown_type`, `bad_signature`, ...).
     pub fn rejected(&self) -> BTreeMap<String, u64> {
         self.rejected.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// Changes (to the number of batches committed) after each commit: a live reader
+    /// waits on it, then reads what is new.
+    pub fn subscribe_commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.commits.0.subscribe()
     }
 
     fn reject(&self, reason: &str) {
@@ -145,25 +185,9 @@ pub async fn run<S: Store>(
         .or(config.initial_cursor);
     let mut client = ClientConfig::new(&config.source).map_err(|e| source_error(e.to_string()))?;
     client.cursor = cursor;
-    let policy = if config.allow_loopback {
-        SsrfPolicy::sandbox()
-    } else {
-        SsrfPolicy::default()
-    };
-    let guard = GuardedClient::new(policy).map_err(|e| source_error(e.to_string()))?;
-    let resolver_config = if config.allow_loopback {
-        ResolverConfig::sandbox(config.plc_url.clone())
-    } else {
-        ResolverConfig {
-            plc_url: config.plc_url.clone(),
-            ..ResolverConfig::default()
-        }
-    };
-    let mut sync = SyncConfig::new(
-        client,
-        Resolver::new(resolver_config, guard.clone()),
-        Some(guard),
-    );
+    let (guard, resolver) =
+        identity(&config.plc_url, config.allow_loopback).map_err(source_error)?;
+    let mut sync = SyncConfig::new(client, resolver, Some(guard));
     if config.trusted {
         sync.mode = VerifyMode::Trusted;
     }
@@ -248,10 +272,11 @@ async fn commit<S: Store>(
     stats
         .records_deleted
         .fetch_add(applied.records_deleted, Ordering::Relaxed);
-    stats.batches.fetch_add(1, Ordering::Release);
+    let batches = stats.batches.fetch_add(1, Ordering::Release) + 1;
     if let Some(seq) = batch.last_seq {
         stats.committed_seq.store(seq, Ordering::Relaxed);
     }
+    stats.commits.0.send_replace(batches);
     *batch = Batch::default();
     Ok(())
 }

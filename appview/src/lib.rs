@@ -9,8 +9,10 @@
 //! - [`ingest`]: follows a `subscribeRepos` source through the sync layer and commits
 //!   batches of changes together with the source cursor;
 //! - [`service`]: `run(config, listener, shutdown)`: ingest plus the XRPC queries
-//!   (`computer.aesthetic.feed.getAtmosphere`, `getAuthorFeed`, `getRecord`,
-//!   `computer.aesthetic.actor.getProfile`), `_health` and `/metrics`.
+//!   (`computer.aesthetic.feed.getAtmosphere`, `getAuthorFeed`, `getRecord`, `getRemixes`,
+//!   `computer.aesthetic.actor.getProfile`), the viewer's notifications
+//!   (`computer.aesthetic.notification.*`, with a live WebSocket stream), `_health` and
+//!   `/metrics`.
 //!
 //! Dependencies point one way: `control -> appview -> relay -> lexicons`.
 

@@ -28,30 +28,15 @@ const LXM: &str = "computer.aesthetic.feed.getAtmosphere";
 
 /// Asks the sandbox PDS for a service token for `aud` (and `lxm`, if any) as `account`.
 async fn service_token(
-    sandbox: &Sandbox,
+    _sandbox: &Sandbox,
     account: &Account,
     aud: &str,
     lxm: Option<&str>,
 ) -> String {
-    let mut url = url::Url::parse(sandbox.pds_url()).expect("PDS URL");
-    url.set_path("/xrpc/com.atproto.server.getServiceAuth");
-    url.query_pairs_mut().append_pair("aud", aud);
-    if let Some(lxm) = lxm {
-        url.query_pairs_mut().append_pair("lxm", lxm);
-    }
-    let response = reqwest::Client::new()
-        .get(url)
-        .bearer_auth(account.access_jwt())
-        .send()
+    account
+        .service_auth(aud, lxm)
         .await
-        .expect("getServiceAuth is reachable");
-    let status = response.status();
-    let body: Value = response.json().await.expect("getServiceAuth answers JSON");
-    assert!(status.is_success(), "getServiceAuth: {status} {body}");
-    body["token"]
-        .as_str()
-        .expect("getServiceAuth returns a token")
-        .to_owned()
+        .expect("getServiceAuth answers with a token")
 }
 
 /// A verifier for [`AUD`] that resolves DIDs on the sandbox PLC (loopback allowed).

@@ -68,6 +68,7 @@ on_both_backends!(
     inactive_accounts_are_hidden_and_come_back,
     profiles_handles_and_follows,
     feed_pages_filters_and_orders,
+    remixes_mentions_and_follows_notify,
 );
 
 fn row(did: &str, collection: &str, rkey: &str, cid: &str, when: &str) -> RecordRow {
@@ -82,6 +83,8 @@ fn row(did: &str, collection: &str, rkey: &str, cid: &str, when: &str) -> Record
         slug: None,
         record: json!({"$type": collection, "when": when, "code": rkey}),
         repairs: Vec::new(),
+        remix_of: None,
+        mentions: Vec::new(),
     }
 }
 
@@ -365,4 +368,162 @@ async fn feed_pages_filters_and_orders(fixture: Fixture) {
         .await
         .expect("feed");
     assert_eq!(page.records.len(), 3);
+}
+
+async fn remixes_mentions_and_follows_notify(fixture: Fixture) {
+    let store = fixture.open().await;
+    const KIDLISP: &str = "computer.aesthetic.kidlisp";
+    let original = row(A, PAINTING, "p1", "c1", "2026-01-01T00:00:00Z");
+    let remix = RecordRow {
+        remix_of: Some(original.uri.clone()),
+        ..row(B, KIDLISP, "k1", "c2", "2026-01-02T00:00:00Z")
+    };
+    let self_remix = RecordRow {
+        remix_of: Some(original.uri.clone()),
+        ..row(A, PAINTING, "p2", "c3", "2026-01-03T00:00:00Z")
+    };
+    let mood = RecordRow {
+        mentions: vec!["alice.test".into(), "nobody.test".into()],
+        ..row(B, MOOD, "m1", "c4", "2026-01-04T00:00:00Z")
+    };
+    let follow = Change::Follow {
+        uri: format!("at://{B}/computer.aesthetic.graph.follow/f1"),
+        did: B.into(),
+        subject: A.into(),
+        created_at: Some("2026-01-05T00:00:00Z".into()),
+    };
+    let batch = vec![
+        Change::Handle {
+            did: A.into(),
+            handle: Some("alice.test".into()),
+        },
+        Change::Record(original.clone()),
+        Change::Record(remix.clone()),
+        Change::Record(self_remix.clone()),
+        Change::Record(mood.clone()),
+        follow.clone(),
+    ];
+    // Applying twice (a replayed stream) notifies once.
+    for _ in 0..2 {
+        store.apply(&batch, None).await.expect("apply");
+    }
+    let page = store.notifications(A, None, 50).await.expect("list");
+    let got: Vec<(&str, &str, &str)> = page
+        .notifications
+        .iter()
+        .map(|n| (n.reason.as_str(), n.author.as_str(), n.uri.as_str()))
+        .collect();
+    let follow_uri = format!("at://{B}/computer.aesthetic.graph.follow/f1");
+    assert_eq!(
+        got,
+        [
+            ("mention", B, mood.uri.as_str()),
+            ("follow", B, follow_uri.as_str()),
+            ("remix", B, remix.uri.as_str()),
+        ],
+        "most recently indexed first (within a batch: remixes and follows, then mentions); \
+         none for remixing one's own work or for an unknown handle"
+    );
+    let remix_n = &page.notifications[2];
+    assert_eq!(remix_n.subject.as_deref(), Some(original.uri.as_str()));
+    assert_eq!(
+        remix_n.record.as_ref().map(|r| &r["code"]),
+        Some(&json!("k1"))
+    );
+    assert!(page.notifications.iter().all(|n| !n.is_read));
+    assert!(
+        store
+            .notifications(B, None, 50)
+            .await
+            .expect("list")
+            .notifications
+            .is_empty()
+    );
+
+    // Paging, and the stream's ascending read from a cursor.
+    let first = store.notifications(A, None, 2).await.expect("list");
+    let rest = store.notifications(A, first.cursor, 2).await.expect("list");
+    assert_eq!(
+        (first.notifications.len(), rest.notifications.len()),
+        (2, 1)
+    );
+    assert_eq!(rest.cursor, None);
+    let ids: Vec<i64> = page.notifications.iter().rev().map(|n| n.id).collect();
+    let after: Vec<i64> = store
+        .notifications_after(A, ids[0], 50)
+        .await
+        .expect("after")
+        .iter()
+        .map(|n| n.id)
+        .collect();
+    assert_eq!(after, ids[1..]);
+
+    // Unread until seen.
+    assert_eq!(store.unread_count(A).await.expect("count"), 3);
+    store.update_seen(A, i64::MAX / 2).await.expect("seen");
+    assert_eq!(store.unread_count(A).await.expect("count"), 0);
+    let page = store.notifications(A, None, 50).await.expect("list");
+    assert!(page.notifications.iter().all(|n| n.is_read));
+    assert_eq!(page.seen_us, Some(i64::MAX / 2));
+
+    // The remix graph: what remixes the original (the self-remix too), newest first.
+    let remixes = store
+        .feed(&FeedQuery {
+            remix_of: Some(original.uri.clone()),
+            limit: 10,
+            ..FeedQuery::default()
+        })
+        .await
+        .expect("remixes");
+    assert_eq!(uris(&remixes), [&self_remix.uri, &remix.uri]);
+
+    // Deleting the remix removes its notification; an inactive author's are hidden.
+    store
+        .apply(
+            &[Change::DeleteRecord {
+                uri: remix.uri.clone(),
+            }],
+            None,
+        )
+        .await
+        .expect("apply");
+    store
+        .apply(
+            &[Change::Account {
+                did: B.into(),
+                active: false,
+                status: Some("suspended".into()),
+            }],
+            None,
+        )
+        .await
+        .expect("apply");
+    assert!(
+        store
+            .notifications(A, None, 50)
+            .await
+            .expect("list")
+            .notifications
+            .is_empty()
+    );
+    store
+        .apply(
+            &[Change::Account {
+                did: B.into(),
+                active: true,
+                status: None,
+            }],
+            None,
+        )
+        .await
+        .expect("apply");
+    let reasons: Vec<String> = store
+        .notifications(A, None, 50)
+        .await
+        .expect("list")
+        .notifications
+        .into_iter()
+        .map(|n| n.reason)
+        .collect();
+    assert_eq!(reasons, ["mention", "follow"]);
 }

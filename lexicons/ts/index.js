@@ -16,10 +16,15 @@ export * as ComputerAestheticFeedDefs from "./computer/aesthetic/feed/defs.js";
 export * as ComputerAestheticFeedGetAtmosphere from "./computer/aesthetic/feed/getAtmosphere.js";
 export * as ComputerAestheticFeedGetAuthorFeed from "./computer/aesthetic/feed/getAuthorFeed.js";
 export * as ComputerAestheticFeedGetRecord from "./computer/aesthetic/feed/getRecord.js";
+export * as ComputerAestheticFeedGetRemixes from "./computer/aesthetic/feed/getRemixes.js";
 export * as ComputerAestheticGraphFollow from "./computer/aesthetic/graph/follow.js";
 export * as ComputerAestheticKidlisp from "./computer/aesthetic/kidlisp.js";
 export * as ComputerAestheticMood from "./computer/aesthetic/mood.js";
 export * as ComputerAestheticNews from "./computer/aesthetic/news.js";
+export * as ComputerAestheticNotificationDefs from "./computer/aesthetic/notification/defs.js";
+export * as ComputerAestheticNotificationGetUnreadCount from "./computer/aesthetic/notification/getUnreadCount.js";
+export * as ComputerAestheticNotificationListNotifications from "./computer/aesthetic/notification/listNotifications.js";
+export * as ComputerAestheticNotificationUpdateSeen from "./computer/aesthetic/notification/updateSeen.js";
 export * as ComputerAestheticPainting from "./computer/aesthetic/painting.js";
 export * as ComputerAestheticPaper from "./computer/aesthetic/paper.js";
 export * as ComputerAestheticPerformance from "./computer/aesthetic/performance.js";
@@ -35,10 +40,15 @@ export const NSIDS = Object.freeze([
   "computer.aesthetic.feed.getAtmosphere",
   "computer.aesthetic.feed.getAuthorFeed",
   "computer.aesthetic.feed.getRecord",
+  "computer.aesthetic.feed.getRemixes",
   "computer.aesthetic.graph.follow",
   "computer.aesthetic.kidlisp",
   "computer.aesthetic.mood",
   "computer.aesthetic.news",
+  "computer.aesthetic.notification.defs",
+  "computer.aesthetic.notification.getUnreadCount",
+  "computer.aesthetic.notification.listNotifications",
+  "computer.aesthetic.notification.updateSeen",
   "computer.aesthetic.painting",
   "computer.aesthetic.paper",
   "computer.aesthetic.performance",

@@ -218,6 +218,38 @@ impl Account {
         }
     }
 
+    /// `com.atproto.server.getServiceAuth`: a token the PDS signs with the account's key
+    /// for service `aud`, bound to method `lxm` when given (what a client sends another
+    /// service as `Authorization: Bearer`).
+    pub async fn service_auth(&self, aud: &str, lxm: Option<&str>) -> Result<String, SandboxError> {
+        let method = "com.atproto.server.getServiceAuth";
+        let mut url = format!("{}/xrpc/{method}?aud={}", self.pds_url, encode(aud));
+        if let Some(lxm) = lxm {
+            url.push_str(&format!("&lxm={}", encode(lxm)));
+        }
+        let resp = self
+            .http
+            .get(&url)
+            .bearer_auth(&self.access_jwt)
+            .send()
+            .await
+            .map_err(|e| SandboxError::Http {
+                method: method.into(),
+                url: url.clone(),
+                source: e,
+            })?;
+        let body: Value = decode(method, &url, resp).await?;
+        body["token"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| SandboxError::Xrpc {
+                method: method.into(),
+                status: 200,
+                error: "NoToken".into(),
+                message: format!("the answer has no token: {body}"),
+            })
+    }
+
     /// `com.atproto.sync.getBlob`: the blob's bytes.
     pub async fn get_blob(&self, cid: &str) -> Result<Vec<u8>, SandboxError> {
         let url = format!(
@@ -310,4 +342,17 @@ async fn xrpc_error(method: &str, resp: reqwest::Response) -> SandboxError {
         error: body.error,
         message: body.message,
     }
+}
+
+/// Percent-encodes a query value (DIDs carry `:` and `#`).
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -13,13 +13,22 @@ pub(crate) fn wrap(text: &str, prefix: &str) -> Vec<String> {
     let width = WIDTH.saturating_sub(prefix.len()).max(40);
     let mut lines = Vec::new();
     for source_line in text.lines() {
+        // A list item's wrapped lines are indented under its text, so Markdown (and
+        // clippy's doc lints) keep them in the item.
+        let hang = if source_line.starts_with("- ") {
+            "  "
+        } else {
+            ""
+        };
         let mut line = String::new();
         for word in unbreakable_words(source_line) {
             let word = word.as_str();
-            if !line.is_empty() && line.len() + 1 + word.len() > width && !starts_block(word) {
+            if !line.trim().is_empty() && line.len() + 1 + word.len() > width && !starts_block(word)
+            {
                 lines.push(std::mem::take(&mut line));
+                line.push_str(hang);
             }
-            if !line.is_empty() {
+            if !line.trim().is_empty() {
                 line.push(' ');
             }
             line.push_str(word);
@@ -93,5 +102,14 @@ mod tests {
         // Code spans are never split.
         let text = format!("{} `\"$type\": \"x\"` end", "a".repeat(85));
         assert_eq!(wrap(&text, "/// ")[1], "`\"$type\": \"x\"` end");
+
+        // A list item's continuation lines hang under its text.
+        let item = format!("- `Name`: {}", "word ".repeat(25));
+        let lines = wrap(&item, "/// ");
+        assert!(lines.len() > 1);
+        assert!(
+            lines[1..].iter().all(|l| l.starts_with("  word")),
+            "{lines:?}"
+        );
     }
 }

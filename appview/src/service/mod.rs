@@ -7,6 +7,7 @@
 //! rather than serving an index that no longer moves.
 
 mod cache;
+mod notifications;
 mod xrpc;
 
 use std::future::Future;
@@ -16,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{error, info};
 
+use crate::auth::ServiceAuth;
 use crate::error::AppViewError;
 use crate::ingest::{self, IngestConfig, IngestStats};
 use crate::store::{AnyStore, StoreLocation};
@@ -30,7 +32,13 @@ pub struct AppViewConfig {
     /// Bytes of query responses kept until the index changes (0: no cache); see
     /// [`DEFAULT_RESPONSE_CACHE_BYTES`].
     pub response_cache_bytes: usize,
+    /// The AppView's own DID: the `aud` that viewers' inter-service tokens must name.
+    pub service_did: String,
 }
+
+/// The AppView's DID when the configuration names none (`did:web` of its hostname is
+/// what the control plane sets).
+pub const DEFAULT_SERVICE_DID: &str = "did:web:localhost";
 
 /// The response cache's default budget.
 pub const DEFAULT_RESPONSE_CACHE_BYTES: usize = 32 << 20;
@@ -42,6 +50,7 @@ impl AppViewConfig {
             store,
             ingest,
             response_cache_bytes: DEFAULT_RESPONSE_CACHE_BYTES,
+            service_did: DEFAULT_SERVICE_DID.to_owned(),
         }
     }
 }
@@ -53,6 +62,10 @@ pub(crate) struct Shared {
     pub(crate) stats: Arc<IngestStats>,
     pub(crate) source: Option<String>,
     pub(crate) cache: cache::ResponseCache,
+    /// Verifies viewers' inter-service tokens (per-user endpoints).
+    pub(crate) auth: ServiceAuth,
+    /// Becomes true when the service stops (live streams end).
+    pub(crate) stop: watch::Receiver<bool>,
 }
 
 /// Runs the AppView on `listener` until `shutdown` completes (or ingest fails), then
@@ -86,11 +99,22 @@ pub async fn run(
         })
     });
 
+    let (plc_url, allow_loopback) = match &config.ingest {
+        Some(i) => (i.plc_url.clone(), i.allow_loopback),
+        None => (IngestConfig::new("").plc_url, false),
+    };
+    let (_, resolver) =
+        ingest::identity(&plc_url, allow_loopback).map_err(|reason| AppViewError::Source {
+            source_url: plc_url.clone(),
+            reason,
+        })?;
     let shared = Arc::new(Shared {
         store: Arc::clone(&store),
         stats,
         source: config.ingest.as_ref().map(|i| i.source.clone()),
         cache: cache::ResponseCache::new(config.response_cache_bytes),
+        auth: ServiceAuth::new(resolver, config.service_did.clone()),
+        stop: stop_rx.clone(),
     });
     let app = xrpc::router(shared);
     let addr = listener.local_addr().ok();

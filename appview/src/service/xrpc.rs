@@ -16,12 +16,12 @@ use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::json;
 
-use super::Shared;
+use super::{Shared, notifications};
 use crate::relay::lexicons::generated::computer::aesthetic::feed::{
-    get_atmosphere, get_author_feed, get_record,
+    get_atmosphere, get_author_feed, get_record, get_remixes,
 };
 use crate::store::{FeedQuery, MAX_PAGE, Store};
 
@@ -42,6 +42,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/xrpc/computer.aesthetic.feed.getRecord", get(get_record))
         .route(
+            "/xrpc/computer.aesthetic.feed.getRemixes",
+            get(get_remixes_handler),
+        )
+        .route(
             "/xrpc/computer.aesthetic.actor.getProfile",
             get(get_profile),
         )
@@ -49,10 +53,29 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             Arc::clone(&shared),
             cached,
         ));
+    // Per-viewer answers: never cached.
+    let per_viewer = Router::new()
+        .route(
+            "/xrpc/computer.aesthetic.notification.listNotifications",
+            get(notifications::list),
+        )
+        .route(
+            "/xrpc/computer.aesthetic.notification.getUnreadCount",
+            get(notifications::unread_count),
+        )
+        .route(
+            "/xrpc/computer.aesthetic.notification.updateSeen",
+            post(notifications::seen),
+        )
+        .route(
+            &format!("/xrpc/{}", notifications::SUBSCRIBE),
+            get(notifications::subscribe),
+        );
     Router::new()
         .route("/xrpc/_health", get(health))
         .route("/metrics", get(metrics))
         .merge(queries)
+        .merge(per_viewer)
         .with_state(shared)
 }
 
@@ -94,14 +117,22 @@ async fn cached(
 
 /// An XRPC error response.
 #[derive(Debug)]
-struct XrpcError {
+pub(super) struct XrpcError {
     status: StatusCode,
     error: &'static str,
     message: String,
 }
 
 impl XrpcError {
-    fn invalid(message: impl Into<String>) -> XrpcError {
+    pub(super) fn new(status: StatusCode, error: &'static str, message: String) -> XrpcError {
+        XrpcError {
+            status,
+            error,
+            message,
+        }
+    }
+
+    pub(super) fn invalid(message: impl Into<String>) -> XrpcError {
         XrpcError {
             status: StatusCode::BAD_REQUEST,
             error: "InvalidRequest",
@@ -117,7 +148,7 @@ impl XrpcError {
         }
     }
 
-    fn internal(e: impl std::fmt::Display) -> XrpcError {
+    pub(super) fn internal(e: impl std::fmt::Display) -> XrpcError {
         tracing::error!(error = %e, "query failed");
         XrpcError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -139,10 +170,10 @@ impl IntoResponse for XrpcError {
 
 /// The query string's parameters, in order, repeated keys kept.
 #[derive(Debug)]
-struct Params(Vec<(String, String)>);
+pub(super) struct Params(Vec<(String, String)>);
 
 impl Params {
-    fn parse(raw: Option<&str>) -> Params {
+    pub(super) fn parse(raw: Option<&str>) -> Params {
         Params(
             url::form_urlencoded::parse(raw.unwrap_or("").as_bytes())
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -150,7 +181,7 @@ impl Params {
         )
     }
 
-    fn one(&self, name: &str) -> Result<Option<&str>, XrpcError> {
+    pub(super) fn one(&self, name: &str) -> Result<Option<&str>, XrpcError> {
         let mut values = self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v);
         let first = values.next();
         if values.next().is_some() {
@@ -172,7 +203,7 @@ impl Params {
             .collect()
     }
 
-    fn limit(&self) -> Result<usize, XrpcError> {
+    pub(super) fn limit(&self) -> Result<usize, XrpcError> {
         match self.one("limit")? {
             None => Ok(DEFAULT_LIMIT),
             Some(v) => match v.parse::<usize>() {
@@ -217,6 +248,7 @@ impl Params {
         Ok(FeedQuery {
             collections,
             author: None,
+            remix_of: None,
             cursor: self.one("cursor")?.map(str::to_owned),
             limit: self.limit()?,
         })
@@ -290,6 +322,63 @@ async fn get_record(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) 
     respond(result)
 }
 
+async fn get_remixes_handler(
+    State(shared): State<Arc<Shared>>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let result = async {
+        let params = Params::parse(raw.as_deref());
+        let uri = params.required("uri")?;
+        if !uri.starts_with("at://did:") {
+            return Err(XrpcError::invalid(format!(
+                "`uri` must be an at:// URI with a DID, got {uri:?}"
+            )));
+        }
+        let page = shared
+            .store
+            .feed(&FeedQuery {
+                remix_of: Some(uri.to_owned()),
+                cursor: params.one("cursor")?.map(str::to_owned),
+                limit: params.limit()?,
+                ..FeedQuery::default()
+            })
+            .await
+            .map_err(XrpcError::internal)?;
+        let record = shared
+            .store
+            .record(uri)
+            .await
+            .map_err(XrpcError::internal)?;
+        if record.is_none() && page.records.is_empty() {
+            return Err(XrpcError::not_found(format!(
+                "no record {uri}, and nothing indexed remixes it"
+            )));
+        }
+        let remix_of = record
+            .as_ref()
+            .and_then(|r| r.record.get("remixOf"))
+            .and_then(|r| r.get("uri"))
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned);
+        let parent = match &remix_of {
+            Some(parent) => shared
+                .store
+                .record(parent)
+                .await
+                .map_err(XrpcError::internal)?,
+            None => None,
+        };
+        Ok(get_remixes::Output {
+            remix_of,
+            parent,
+            remixes: page.records,
+            cursor: page.cursor,
+        })
+    }
+    .await;
+    respond(result)
+}
+
 async fn get_profile(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> Response {
     let result = async {
         let did = Params::parse(raw.as_deref()).did("actor")?;
@@ -304,7 +393,7 @@ async fn get_profile(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery)
     respond(result)
 }
 
-fn respond<T: serde::Serialize>(result: Result<T, XrpcError>) -> Response {
+pub(super) fn respond<T: serde::Serialize>(result: Result<T, XrpcError>) -> Response {
     match result {
         Ok(body) => Json(body).into_response(),
         Err(e) => e.into_response(),

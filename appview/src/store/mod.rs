@@ -64,6 +64,8 @@ pub struct FeedQuery {
     pub collections: Vec<String>,
     /// Only this author.
     pub author: Option<String>,
+    /// Only records that remix this AT-URI.
+    pub remix_of: Option<String>,
     /// Continue after this cursor (from a previous page).
     pub cursor: Option<String>,
     /// Page size (capped by the store at [`MAX_PAGE`]).
@@ -79,6 +81,8 @@ pub use atelier_relay::lexicons::generated::computer::aesthetic::actor::defs::{
 };
 /// A record as queries return it (`computer.aesthetic.feed.defs#recordView`).
 pub use atelier_relay::lexicons::generated::computer::aesthetic::feed::defs::RecordView;
+/// A notification as queries return it (`computer.aesthetic.notification.defs#notificationView`).
+pub use atelier_relay::lexicons::generated::computer::aesthetic::notification::defs::NotificationView;
 
 /// A page of records and the cursor for the next one.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,6 +91,17 @@ pub struct Page {
     pub records: Vec<RecordView>,
     /// Pass back as [`FeedQuery::cursor`] for the next page; `None` at the end.
     pub cursor: Option<String>,
+}
+
+/// A page of an actor's notifications, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotificationPage {
+    /// The notifications (`isRead` set from `seen_us`).
+    pub notifications: Vec<NotificationView>,
+    /// The next page's cursor (`before` for the next call); `None` at the end.
+    pub cursor: Option<i64>,
+    /// The actor's last `updateSeen`, in microseconds.
+    pub seen_us: Option<i64>,
 }
 
 /// The index store the ingester writes and the API reads.
@@ -115,6 +130,35 @@ pub trait Store: Send + Sync + 'static {
         &self,
         did: &str,
     ) -> impl Future<Output = Result<Option<ProfileView>, StoreError>> + Send;
+
+    /// `recipient`'s notifications, newest first: `before` an id (from a previous page) or
+    /// from the newest; notifications caused by inactive accounts left out.
+    fn notifications(
+        &self,
+        recipient: &str,
+        before: Option<i64>,
+        limit: usize,
+    ) -> impl Future<Output = Result<NotificationPage, StoreError>> + Send;
+
+    /// `recipient`'s notifications with an id above `after`, oldest first (the live
+    /// stream: resume from the last id delivered).
+    fn notifications_after(
+        &self,
+        recipient: &str,
+        after: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<NotificationView>, StoreError>> + Send;
+
+    /// How many of `recipient`'s notifications were indexed after their last `updateSeen`.
+    fn unread_count(&self, recipient: &str)
+    -> impl Future<Output = Result<i64, StoreError>> + Send;
+
+    /// Marks `recipient`'s notifications indexed at or before `seen_us` as read.
+    fn update_seen(
+        &self,
+        recipient: &str,
+        seen_us: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Every stored record's `(uri, cid)`, in URI order (for consistency checks and
     /// backfill comparison).
@@ -165,6 +209,13 @@ pub(crate) fn split_run(run: &[Change]) -> (Vec<&crate::index::RecordRow>, Vec<F
         }
     }
     (records, follows)
+}
+
+/// The DID in an `at://did/...` URI.
+pub(crate) fn uri_did(uri: &str) -> Option<&str> {
+    let rest = uri.strip_prefix("at://")?;
+    let did = rest.split('/').next()?;
+    did.starts_with("did:").then_some(did)
 }
 
 /// A feed cursor: the last row's `created_at` and id, joined by a space (`created_at`
@@ -270,6 +321,32 @@ impl Store for AnyStore {
 
     async fn actor(&self, did: &str) -> Result<Option<ProfileView>, StoreError> {
         forward!(self.actor(did))
+    }
+
+    async fn notifications(
+        &self,
+        recipient: &str,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<NotificationPage, StoreError> {
+        forward!(self.notifications(recipient, before, limit))
+    }
+
+    async fn notifications_after(
+        &self,
+        recipient: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<NotificationView>, StoreError> {
+        forward!(self.notifications_after(recipient, after, limit))
+    }
+
+    async fn unread_count(&self, recipient: &str) -> Result<i64, StoreError> {
+        forward!(self.unread_count(recipient))
+    }
+
+    async fn update_seen(&self, recipient: &str, seen_us: i64) -> Result<(), StoreError> {
+        forward!(self.update_seen(recipient, seen_us))
     }
 
     async fn record_cids(&self) -> Result<Vec<(String, String)>, StoreError> {

@@ -21,8 +21,8 @@ macro_rules! sql_store {
 
         use crate::index::{Change, Profile, RecordRow};
         use crate::store::{
-            Applied, CollectionCount, FeedQuery, MAX_PAGE, Page, ProfileView, RecordView, Store,
-            StoreError,
+            Applied, CollectionCount, FeedQuery, MAX_PAGE, NotificationPage, NotificationView,
+            Page, ProfileView, RecordView, Store, StoreError,
         };
 
         type Db = $db;
@@ -38,16 +38,8 @@ macro_rules! sql_store {
             applied: &mut Applied,
         ) -> Result<(), StoreError> {
             match change {
-                Change::Record(row) => {
-                    applied.records_written += upsert_records(tx, &[row]).await?;
-                }
-                Change::Follow {
-                    uri,
-                    did,
-                    subject,
-                    created_at,
-                } => {
-                    upsert_follows(tx, &[(uri, did, subject, created_at.as_deref())]).await?;
+                Change::Record(_) | Change::Follow { .. } => {
+                    apply_run(tx, std::slice::from_ref(change), applied).await?;
                 }
                 Change::DeleteRecord { uri } => {
                     let done = sqlx::query("DELETE FROM records WHERE uri = $1")
@@ -55,10 +47,12 @@ macro_rules! sql_store {
                         .execute(&mut **tx)
                         .await?;
                     applied.records_deleted += done.rows_affected();
-                    sqlx::query("DELETE FROM follows WHERE uri = $1")
-                        .bind(uri)
-                        .execute(&mut **tx)
-                        .await?;
+                    for table in ["follows", "notifications"] {
+                        sqlx::query(&format!("DELETE FROM {table} WHERE uri = $1"))
+                            .bind(uri)
+                            .execute(&mut **tx)
+                            .await?;
+                    }
                 }
                 Change::Profile(profile) => set_profile(tx, profile).await?,
                 Change::DeleteProfile { did } => {
@@ -106,6 +100,90 @@ macro_rules! sql_store {
             Ok(())
         }
 
+        /// A run of record and follow upserts (different tables, so their relative order
+        /// does not matter) in multi-row statements, then the notifications they cause.
+        async fn apply_run(
+            tx: &mut Transaction<'_, Db>,
+            run: &[Change],
+            applied: &mut Applied,
+        ) -> Result<(), StoreError> {
+            let (records, follows) = crate::store::split_run(run);
+            applied.records_written += upsert_records(tx, &records).await?;
+            upsert_follows(tx, &follows).await?;
+            notify(tx, &records, &follows).await
+        }
+
+        /// Notifications for a run: the remixed work's author, the followed actor, and
+        /// every known actor whose handle is mentioned; never for acting on one's own
+        /// work. Unique per (recipient, reason, uri), so replays add nothing.
+        async fn notify(
+            tx: &mut Transaction<'_, Db>,
+            records: &[&RecordRow],
+            follows: &[crate::store::FollowRow<'_>],
+        ) -> Result<(), StoreError> {
+            let now = now_us();
+            // (recipient, reason, author, uri, subject, created_at)
+            let mut direct: Vec<(&str, &str, &str, &str, &str, &str)> = Vec::new();
+            for row in records {
+                let Some(parent) = row.remix_of.as_deref() else {
+                    continue;
+                };
+                match crate::store::uri_did(parent) {
+                    Some(owner) if owner != row.did => direct.push((
+                        owner,
+                        "remix",
+                        &row.did,
+                        &row.uri,
+                        parent,
+                        row.created_at.as_deref().unwrap_or(""),
+                    )),
+                    _ => {}
+                }
+            }
+            for (uri, did, subject, created_at) in follows {
+                if subject != did {
+                    direct.push((subject, "follow", did, uri, subject, created_at.unwrap_or("")));
+                }
+            }
+            for chunk in direct.chunks(crate::store::RECORD_CHUNK) {
+                let mut q = sqlx::QueryBuilder::<Db>::new(
+                    "INSERT INTO notifications (recipient, reason, author, uri, subject, \
+                     created_at, indexed_us) ",
+                );
+                q.push_values(chunk, |mut b, (recipient, reason, author, uri, subject, at)| {
+                    b.push_bind(*recipient)
+                        .push_bind(*reason)
+                        .push_bind(*author)
+                        .push_bind(*uri)
+                        .push_bind(*subject)
+                        .push_bind(*at)
+                        .push_bind(now);
+                });
+                q.push(" ON CONFLICT (recipient, reason, uri) DO NOTHING");
+                q.build().execute(&mut **tx).await?;
+            }
+            // Mentions name handles: each goes to the actor holding it now, if known.
+            for row in records {
+                for handle in &row.mentions {
+                    sqlx::query(
+                        "INSERT INTO notifications (recipient, reason, author, uri, subject,
+                             created_at, indexed_us)
+                         SELECT did, 'mention', $1, $2, NULL, $3, $4 FROM actors
+                         WHERE handle = $5 AND did <> $1
+                         ON CONFLICT (recipient, reason, uri) DO NOTHING",
+                    )
+                    .bind(&row.did)
+                    .bind(&row.uri)
+                    .bind(row.created_at.as_deref().unwrap_or(""))
+                    .bind(now)
+                    .bind(handle)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+            }
+            Ok(())
+        }
+
         /// Inserts or updates a run of records, [`RECORD_CHUNK`](crate::store::RECORD_CHUNK)
         /// per statement (statements, not rows, are what cost); returns how many rows
         /// changed (same-CID replays change none). Rows apply in order, so a record created
@@ -119,7 +197,7 @@ macro_rules! sql_store {
             for chunk in rows.chunks(crate::store::RECORD_CHUNK) {
                 let mut q = sqlx::QueryBuilder::<Db>::new(
                     "INSERT INTO records (uri, did, collection, rkey, cid, created_at, \
-                     indexed_us, code, slug, record_json, repairs_json) ",
+                     indexed_us, code, slug, record_json, repairs_json, remix_of) ",
                 );
                 let mut bad = None;
                 q.push_values(chunk, |mut b, row| {
@@ -137,7 +215,8 @@ macro_rules! sql_store {
                         .push_bind(&row.code)
                         .push_bind(&row.slug)
                         .push_bind(row.record.to_string())
-                        .push_bind(repairs);
+                        .push_bind(repairs)
+                        .push_bind(&row.remix_of);
                 });
                 if let Some(detail) = bad {
                     return Err(StoreError::Corrupt {
@@ -149,8 +228,8 @@ macro_rules! sql_store {
                     " ON CONFLICT (uri) DO UPDATE SET cid = excluded.cid, \
                      created_at = excluded.created_at, indexed_us = excluded.indexed_us, \
                      code = excluded.code, slug = excluded.slug, \
-                     record_json = excluded.record_json, repairs_json = excluded.repairs_json \
-                     WHERE records.cid <> excluded.cid",
+                     record_json = excluded.record_json, repairs_json = excluded.repairs_json, \
+                     remix_of = excluded.remix_of WHERE records.cid <> excluded.cid",
                 );
                 changed += q.build().execute(&mut **tx).await?.rows_affected();
                 // Every author gets an actor row (profile and status come later, or never).
@@ -241,6 +320,51 @@ macro_rules! sql_store {
             })
         }
 
+        /// Notifications of `$1` (the recipient) whose author is not inactive, with the
+        /// author's handle and the causing record's JSON when it is indexed.
+        const NOTIFICATION_SELECT: &str = "SELECT n.id, n.reason, n.author, a.handle,
+                n.uri, n.subject, n.created_at, n.indexed_us, r.record_json
+            FROM notifications n LEFT JOIN actors a ON a.did = n.author
+                LEFT JOIN records r ON r.uri = n.uri
+            WHERE n.recipient = $1 AND COALESCE(a.active, TRUE)";
+
+        async fn seen_us(
+            pool: &sqlx::Pool<Db>,
+            recipient: &str,
+        ) -> Result<Option<i64>, StoreError> {
+            let row = sqlx::query("SELECT seen_us FROM notifications_seen WHERE did = $1")
+                .bind(recipient)
+                .fetch_optional(pool)
+                .await?;
+            Ok(row.map(|r| r.try_get("seen_us")).transpose()?)
+        }
+
+        fn notification_view(row: &DbRow, seen_us: i64) -> Result<NotificationView, StoreError> {
+            let record = match row.try_get::<Option<String>, _>("record_json")? {
+                Some(json) => Some(serde_json::from_str(&json).map_err(|e| {
+                    StoreError::Corrupt {
+                        what: "record",
+                        detail: e.to_string(),
+                    }
+                })?),
+                None => None,
+            };
+            let created_at: String = row.try_get("created_at")?;
+            let indexed_us: i64 = row.try_get("indexed_us")?;
+            Ok(NotificationView {
+                id: row.try_get("id")?,
+                reason: row.try_get("reason")?,
+                author: row.try_get("author")?,
+                author_handle: row.try_get("handle")?,
+                uri: row.try_get("uri")?,
+                subject: row.try_get("subject")?,
+                record,
+                created_at: (!created_at.is_empty()).then_some(created_at),
+                indexed_at: atelier_relay::service::rfc3339(indexed_us),
+                is_read: indexed_us <= seen_us,
+            })
+        }
+
         impl Store for $store {
             async fn apply(
                 &self,
@@ -251,17 +375,14 @@ macro_rules! sql_store {
                 let mut applied = Applied::default();
                 let mut rest = changes;
                 while let Some(first) = rest.first() {
-                    // A run of record and follow upserts (different tables, so their
-                    // relative order does not matter) goes in multi-row statements;
-                    // anything else one by one, in order.
+                    // A run of record and follow upserts together; anything else one by
+                    // one, in order.
                     let run = rest
                         .iter()
                         .take_while(|c| matches!(c, Change::Record(_) | Change::Follow { .. }))
                         .count();
-                    if run > 1 {
-                        let (records, follows) = crate::store::split_run(&rest[..run]);
-                        applied.records_written += upsert_records(&mut tx, &records).await?;
-                        upsert_follows(&mut tx, &follows).await?;
+                    if run > 0 {
+                        apply_run(&mut tx, &rest[..run], &mut applied).await?;
                         rest = &rest[run..];
                     } else {
                         apply_one(&mut tx, first, &mut applied).await?;
@@ -306,6 +427,9 @@ macro_rules! sql_store {
                 ));
                 if let Some(author) = &query.author {
                     q.push(" AND r.did = ").push_bind(author);
+                }
+                if let Some(parent) = &query.remix_of {
+                    q.push(" AND r.remix_of = ").push_bind(parent);
                 }
                 if !query.collections.is_empty() {
                     q.push(" AND r.collection IN (");
@@ -384,6 +508,83 @@ macro_rules! sql_store {
                     counts,
                     followers,
                 }))
+            }
+
+            async fn notifications(
+                &self,
+                recipient: &str,
+                before: Option<i64>,
+                limit: usize,
+            ) -> Result<NotificationPage, StoreError> {
+                let limit = limit.clamp(1, MAX_PAGE);
+                let seen_us = seen_us(&self.readers, recipient).await?;
+                let sql = format!(
+                    "{NOTIFICATION_SELECT} AND n.id < $2 ORDER BY n.id DESC LIMIT $3"
+                );
+                let rows = sqlx::query(&sql)
+                    .bind(recipient)
+                    .bind(before.unwrap_or(i64::MAX))
+                    .bind(limit as i64)
+                    .fetch_all(&self.readers)
+                    .await?;
+                let notifications = rows
+                    .iter()
+                    .map(|r| notification_view(r, seen_us.unwrap_or(0)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let cursor = match notifications.last() {
+                    Some(last) if notifications.len() == limit => Some(last.id),
+                    _ => None,
+                };
+                Ok(NotificationPage {
+                    notifications,
+                    cursor,
+                    seen_us,
+                })
+            }
+
+            async fn notifications_after(
+                &self,
+                recipient: &str,
+                after: i64,
+                limit: usize,
+            ) -> Result<Vec<NotificationView>, StoreError> {
+                let seen = seen_us(&self.readers, recipient).await?.unwrap_or(0);
+                let sql = format!("{NOTIFICATION_SELECT} AND n.id > $2 ORDER BY n.id LIMIT $3");
+                sqlx::query(&sql)
+                    .bind(recipient)
+                    .bind(after)
+                    .bind(limit.clamp(1, MAX_PAGE) as i64)
+                    .fetch_all(&self.readers)
+                    .await?
+                    .iter()
+                    .map(|r| notification_view(r, seen))
+                    .collect()
+            }
+
+            async fn unread_count(&self, recipient: &str) -> Result<i64, StoreError> {
+                let seen = seen_us(&self.readers, recipient).await?.unwrap_or(0);
+                Ok(sqlx::query(
+                    "SELECT COUNT(*) AS n FROM notifications n
+                     LEFT JOIN actors a ON a.did = n.author
+                     WHERE n.recipient = $1 AND n.indexed_us > $2 AND COALESCE(a.active, TRUE)",
+                )
+                .bind(recipient)
+                .bind(seen)
+                .fetch_one(&self.readers)
+                .await?
+                .try_get("n")?)
+            }
+
+            async fn update_seen(&self, recipient: &str, seen_us: i64) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO notifications_seen (did, seen_us) VALUES ($1, $2)
+                     ON CONFLICT (did) DO UPDATE SET seen_us = excluded.seen_us",
+                )
+                .bind(recipient)
+                .bind(seen_us)
+                .execute(&self.writer)
+                .await?;
+                Ok(())
             }
 
             async fn record_cids(&self) -> Result<Vec<(String, String)>, StoreError> {

@@ -202,10 +202,11 @@ impl Loaded {
         ingest.trusted = trusted;
         ingest.plc_url = plc_url;
         ingest.allow_loopback = sandbox;
-        Ok(atelier_appview::service::AppViewConfig::new(
-            store,
-            Some(ingest),
-        ))
+        let mut config = atelier_appview::service::AppViewConfig::new(store, Some(ingest));
+        // The AppView's DID, the audience of viewers' service tokens: did:web of the
+        // installation's hostname.
+        config.service_did = format!("did:web:{}", self.config.hostname);
+        Ok(config)
     }
 }
 

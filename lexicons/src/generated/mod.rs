@@ -38,6 +38,7 @@ pub mod computer {
             pub mod get_atmosphere;
             pub mod get_author_feed;
             pub mod get_record;
+            pub mod get_remixes;
         }
         pub mod graph {
             //! Lexicons under `computer.aesthetic.graph.*`.
@@ -46,6 +47,13 @@ pub mod computer {
         pub mod kidlisp;
         pub mod mood;
         pub mod news;
+        pub mod notification {
+            //! Lexicons under `computer.aesthetic.notification.*`.
+            pub mod defs;
+            pub mod get_unread_count;
+            pub mod list_notifications;
+            pub mod update_seen;
+        }
         pub mod painting;
         pub mod paper;
         pub mod performance;

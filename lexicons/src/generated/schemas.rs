@@ -32,6 +32,10 @@ pub static SCHEMAS: &[(&str, &str)] = &[
         include_str!("../../computer/aesthetic/feed/getRecord.json"),
     ),
     (
+        "computer.aesthetic.feed.getRemixes",
+        include_str!("../../computer/aesthetic/feed/getRemixes.json"),
+    ),
+    (
         "computer.aesthetic.graph.follow",
         include_str!("../../computer/aesthetic/graph/follow.json"),
     ),
@@ -46,6 +50,22 @@ pub static SCHEMAS: &[(&str, &str)] = &[
     (
         "computer.aesthetic.news",
         include_str!("../../computer/aesthetic/news.json"),
+    ),
+    (
+        "computer.aesthetic.notification.defs",
+        include_str!("../../computer/aesthetic/notification/defs.json"),
+    ),
+    (
+        "computer.aesthetic.notification.getUnreadCount",
+        include_str!("../../computer/aesthetic/notification/getUnreadCount.json"),
+    ),
+    (
+        "computer.aesthetic.notification.listNotifications",
+        include_str!("../../computer/aesthetic/notification/listNotifications.json"),
+    ),
+    (
+        "computer.aesthetic.notification.updateSeen",
+        include_str!("../../computer/aesthetic/notification/updateSeen.json"),
     ),
     (
         "computer.aesthetic.painting",

@@ -123,7 +123,9 @@ pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
-pub(crate) fn rfc3339(us: i64) -> String {
+/// `us` microseconds since the epoch as an RFC 3339 UTC datetime with microseconds
+/// (`2026-12-06T10:09:19.123456Z`).
+pub fn rfc3339(us: i64) -> String {
     let secs = us.div_euclid(1_000_000);
     let micros = us.rem_euclid(1_000_000);
     let days = secs.div_euclid(86_400);
