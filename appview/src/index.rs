@@ -11,7 +11,7 @@ use atelier_relay::jetstream::record_json;
 use atelier_relay::lexicons::schema::Catalog;
 use atelier_relay::lexicons::validate::{Mode, ValidationError};
 use atelier_relay::sync::frame::Action;
-use atelier_relay::sync::stream::{CommitEvent, OpEvent, SyncEvent};
+use atelier_relay::sync::stream::{CommitEvent, OpEvent, RepoRecord, SyncEvent};
 use serde_json::Value;
 
 /// The AC namespace: every collection under it is indexed.
@@ -101,6 +101,14 @@ pub enum Change {
         /// The handle, if the event carried one.
         handle: Option<String>,
     },
+    /// A commit's rev: the actor's repository is known at least up to it (backfill does
+    /// not overwrite an actor with an older snapshot).
+    Rev {
+        /// The actor.
+        did: String,
+        /// The commit's rev (a TID: revs sort as strings).
+        rev: String,
+    },
     /// An `#account` event: hosting status. Inactive accounts' records are hidden.
     Account {
         /// The actor.
@@ -162,25 +170,60 @@ impl Indexer {
         }
     }
 
-    /// The changes a verified commit makes.
+    /// The changes a verified commit makes: its rev, then its ops'.
     pub fn commit(
         &self,
         commit: &CommitEvent,
         out: &mut Vec<Change>,
         rejected: &mut Vec<Rejected>,
     ) {
-        for op in &commit.ops {
-            let uri = format!("at://{}/{}/{}", commit.did, op.collection, op.rkey);
+        out.push(Change::Rev {
+            did: commit.did.clone(),
+            rev: commit.rev.clone(),
+        });
+        self.ops(&commit.did, &commit.ops, out, rejected);
+    }
+
+    /// The changes a verified repository export makes (backfill): every record as a
+    /// create. The rev is not among them: the store applies a snapshot with its rev.
+    pub fn repo(
+        &self,
+        did: &str,
+        records: &[RepoRecord],
+        out: &mut Vec<Change>,
+        rejected: &mut Vec<Rejected>,
+    ) {
+        let ops: Vec<OpEvent> = records
+            .iter()
+            .filter_map(|r| {
+                let (collection, rkey) = r.path.split_once('/')?;
+                Some(OpEvent {
+                    action: Action::Create,
+                    collection: collection.to_owned(),
+                    rkey: rkey.to_owned(),
+                    cid: Some(r.cid.clone()),
+                    prev: None,
+                    record: Some(r.record.clone()),
+                })
+            })
+            .collect();
+        self.ops(did, &ops, out, rejected);
+    }
+
+    /// The changes `did`'s ops make.
+    fn ops(&self, did: &str, ops: &[OpEvent], out: &mut Vec<Change>, rejected: &mut Vec<Rejected>) {
+        for op in ops {
+            let uri = format!("at://{}/{}/{}", did, op.collection, op.rkey);
             if op.collection == PROFILE {
                 if op.rkey != "self" {
                     continue;
                 }
                 match op.action {
                     Action::Delete => out.push(Change::DeleteProfile {
-                        did: commit.did.clone(),
+                        did: did.to_owned(),
                     }),
                     _ => match record_value(op) {
-                        Ok(record) => out.push(Change::Profile(profile(&commit.did, record))),
+                        Ok(record) => out.push(Change::Profile(profile(did, record))),
                         Err(r) => rejected.push(r.at(uri)),
                     },
                 }
@@ -193,14 +236,14 @@ impl Indexer {
                 out.push(Change::DeleteRecord { uri });
                 continue;
             }
-            match self.ac_record(commit, op, &uri) {
+            match self.ac_record(did, op, &uri) {
                 Ok(row) => {
                     if row.collection == FOLLOW
                         && let Some(subject) = row.record.get("subject").and_then(Value::as_str)
                     {
                         out.push(Change::Follow {
                             uri: uri.clone(),
-                            did: commit.did.clone(),
+                            did: did.to_owned(),
                             subject: subject.to_owned(),
                             created_at: row.created_at.clone(),
                         });
@@ -212,12 +255,7 @@ impl Indexer {
         }
     }
 
-    fn ac_record(
-        &self,
-        commit: &CommitEvent,
-        op: &OpEvent,
-        uri: &str,
-    ) -> Result<RecordRow, Reject> {
+    fn ac_record(&self, did: &str, op: &OpEvent, uri: &str) -> Result<RecordRow, Reject> {
         let cid = op
             .cid
             .clone()
@@ -234,7 +272,7 @@ impl Indexer {
         let text = |key: &str| record.get(key).and_then(Value::as_str).map(str::to_owned);
         Ok(RecordRow {
             uri: uri.to_owned(),
-            did: commit.did.clone(),
+            did: did.to_owned(),
             collection: op.collection.clone(),
             rkey: op.rkey.clone(),
             cid,

@@ -3,6 +3,8 @@
 //! Built so far (see the AppView issue for the rest):
 //! - [`auth`]: verifies inter-service auth JWTs (`getServiceAuth` tokens) against the
 //!   issuer's DID document, re-resolving once on a key rotation;
+//! - [`backfill`]: indexes whole repositories (`getRepo`, verified), resumable, beside
+//!   the live stream without undoing it;
 //! - [`index`]: verified stream events to index changes, with lenient validation of AC's
 //!   records from the wild (repairs recorded, failures counted and kept out);
 //! - [`store`]: the index store trait and its SQLite and Postgres backends (sqlx, one SQL);
@@ -17,6 +19,7 @@
 //! Dependencies point one way: `control -> appview -> relay -> lexicons`.
 
 pub mod auth;
+pub mod backfill;
 pub mod error;
 pub mod index;
 pub mod ingest;

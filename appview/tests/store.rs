@@ -6,7 +6,7 @@
 //! the database surviving a reopen.
 
 use atelier_appview::index::{Change, Profile, RecordRow};
-use atelier_appview::store::{AnyStore, FeedQuery, Store, StoreLocation};
+use atelier_appview::store::{AnyStore, FeedQuery, Snapshot, Store, StoreLocation};
 use atelier_sandbox::PgCluster;
 use serde_json::json;
 
@@ -69,6 +69,7 @@ on_both_backends!(
     profiles_handles_and_follows,
     feed_pages_filters_and_orders,
     remixes_mentions_and_follows_notify,
+    snapshots_replace_an_actor_unless_the_stream_is_ahead,
 );
 
 fn row(did: &str, collection: &str, rkey: &str, cid: &str, when: &str) -> RecordRow {
@@ -526,4 +527,105 @@ async fn remixes_mentions_and_follows_notify(fixture: Fixture) {
         .map(|n| n.reason)
         .collect();
     assert_eq!(reasons, ["mention", "follow"]);
+}
+
+async fn snapshots_replace_an_actor_unless_the_stream_is_ahead(fixture: Fixture) {
+    let store = fixture.open().await;
+    let old = row(A, PAINTING, "p1", "c1", "2026-01-01T00:00:00Z");
+    let kept = row(A, MOOD, "m1", "c2", "2026-01-02T00:00:00Z");
+    let other = row(B, MOOD, "m2", "c3", "2026-01-03T00:00:00Z");
+    // The live stream: A at rev 3kaaaaaaaaaa2, with a profile and two records.
+    store
+        .apply(
+            &[
+                Change::Rev {
+                    did: A.into(),
+                    rev: "3kaaaaaaaaaa2".into(),
+                },
+                Change::Record(old.clone()),
+                Change::Record(kept.clone()),
+                Change::Record(other.clone()),
+                Change::Profile(Profile {
+                    did: A.into(),
+                    display_name: Some("A".into()),
+                    description: None,
+                    avatar_cid: None,
+                    record: json!({}),
+                }),
+            ],
+            None,
+        )
+        .await
+        .expect("apply");
+    store
+        .backfill_enqueue(&[A.to_owned(), B.to_owned()])
+        .await
+        .expect("enqueue");
+    let remix = RecordRow {
+        remix_of: Some(format!("at://{B}/{MOOD}/m2")),
+        ..row(A, MOOD, "m3", "c4", "2026-01-04T00:00:00Z")
+    };
+    let snapshot = [Change::Record(kept.clone()), Change::Record(remix.clone())];
+    // An export older than the stream's rev is refused and changes nothing.
+    assert_eq!(
+        store
+            .apply_snapshot(A, "3kaaaaaaaaaa1", &snapshot)
+            .await
+            .expect("snapshot"),
+        Snapshot::Stale {
+            stored: "3kaaaaaaaaaa2".into()
+        }
+    );
+    assert!(store.record(&old.uri).await.expect("query").is_some());
+    assert_eq!(store.backfill_counts().await.expect("counts").done, 0);
+    // A newer one replaces A's records (what it lacks goes), clears the profile it lacks,
+    // leaves B alone, notifies no one, and marks A done.
+    let Snapshot::Applied(applied) = store
+        .apply_snapshot(A, "3kaaaaaaaaaa3", &snapshot)
+        .await
+        .expect("snapshot")
+    else {
+        panic!("a newer export applies");
+    };
+    assert_eq!((applied.records_written, applied.records_deleted), (1, 1));
+    let mut cids = store.record_cids().await.expect("cids");
+    cids.sort();
+    let mut want = vec![
+        (kept.uri.clone(), "c2".to_owned()),
+        (remix.uri.clone(), "c4".to_owned()),
+        (other.uri.clone(), "c3".to_owned()),
+    ];
+    want.sort();
+    assert_eq!(cids, want);
+    let a = store.actor(A).await.expect("query").expect("known");
+    assert_eq!(a.display_name, None);
+    assert!(
+        store
+            .notifications(B, None, 10)
+            .await
+            .expect("list")
+            .notifications
+            .is_empty()
+    );
+    let counts = store.backfill_counts().await.expect("counts");
+    assert_eq!((counts.done, counts.pending), (1, 1));
+    assert_eq!(store.backfill_pending(10).await.expect("pending"), [B]);
+    // The live stream moving on: revs only move forward.
+    store
+        .apply(
+            &[Change::Rev {
+                did: A.into(),
+                rev: "3kaaaaaaaaaa0".into(),
+            }],
+            None,
+        )
+        .await
+        .expect("apply");
+    assert!(matches!(
+        store.apply_snapshot(A, "3kaaaaaaaaaa3", &snapshot).await,
+        Ok(Snapshot::Applied(_))
+    ));
+    store.backfill_failed(B, "no PDS").await.expect("failed");
+    let counts = store.backfill_counts().await.expect("counts");
+    assert_eq!((counts.done, counts.failed), (1, 1));
 }

@@ -59,8 +59,15 @@ enum Command {
         command: Option<crate::relay_cmd::RelayCommand>,
     },
     /// Run the AC AppView from the `services.appview` section of atelier.yaml: ingest its
-    /// source into the index and serve the computer.aesthetic.* XRPC queries.
-    Appview(crate::appview_cmd::ServeArgs),
+    /// source into the index and serve the computer.aesthetic.* XRPC queries; or backfill
+    /// its index from whole repositories (`atelier appview backfill`).
+    #[command(args_conflicts_with_subcommands = true)]
+    Appview {
+        #[command(flatten)]
+        serve: crate::appview_cmd::ServeArgs,
+        #[command(subcommand)]
+        command: Option<crate::appview_cmd::AppviewCommand>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -135,7 +142,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             serve,
             command: None,
         } => runtime()?.block_on(crate::relay_cmd::serve(serve)),
-        Command::Appview(args) => runtime()?.block_on(crate::appview_cmd::serve(args)),
+        Command::Appview {
+            command: Some(command),
+            ..
+        } => runtime()?.block_on(crate::appview_cmd::run(command)),
+        Command::Appview {
+            serve,
+            command: None,
+        } => runtime()?.block_on(crate::appview_cmd::serve(serve)),
     }
 }
 

@@ -93,6 +93,29 @@ pub struct Page {
     pub cursor: Option<String>,
 }
 
+/// The backfill work list's states.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BackfillCounts {
+    /// Listed, not yet indexed.
+    pub pending: u64,
+    /// Indexed.
+    pub done: u64,
+    /// Failed last time (retried by the next run).
+    pub failed: u64,
+}
+
+/// What [`Store::apply_snapshot`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Snapshot {
+    /// Applied: records written and removed.
+    Applied(Applied),
+    /// Not applied: the stored rev is newer.
+    Stale {
+        /// The actor's stored rev.
+        stored: String,
+    },
+}
+
 /// A page of an actor's notifications, newest first.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NotificationPage {
@@ -160,6 +183,41 @@ pub trait Store: Send + Sync + 'static {
         seen_us: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Adds repositories to the backfill's work list (those already listed keep their
+    /// state).
+    fn backfill_enqueue(
+        &self,
+        dids: &[String],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Up to `limit` listed repositories not yet `done`, in DID order.
+    fn backfill_pending(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
+    /// How many listed repositories are in each state (`pending`, `done`, `failed`).
+    fn backfill_counts(&self) -> impl Future<Output = Result<BackfillCounts, StoreError>> + Send;
+
+    /// Records that `did`'s backfill failed (retried by the next run).
+    fn backfill_failed(
+        &self,
+        did: &str,
+        error: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Applies `did`'s repository export at `rev` in one transaction: upserts its
+    /// changes (no notifications: they are history), removes its records and follows the
+    /// export does not hold, clears a profile it does not hold, moves the actor's rev and
+    /// marks the repository `done`. Refused ([`Snapshot::Stale`]) when the actor's stored
+    /// rev is newer (the live stream is ahead of the export: fetch it again).
+    fn apply_snapshot(
+        &self,
+        did: &str,
+        rev: &str,
+        changes: &[Change],
+    ) -> impl Future<Output = Result<Snapshot, StoreError>> + Send;
+
     /// Every stored record's `(uri, cid)`, in URI order (for consistency checks and
     /// backfill comparison).
     fn record_cids(&self)
@@ -173,33 +231,63 @@ pub(crate) const RECORD_CHUNK: usize = 100;
 /// A follow edge: (uri, follower, subject, createdAt).
 pub(crate) type FollowRow<'a> = (&'a str, &'a str, &'a str, Option<&'a str>);
 
-/// The records and follow edges of a run of upserts, each URI once: its last version
-/// (one multi-row statement may not touch a row twice, Postgres refuses it; and the last
-/// write is the one that stands).
-pub(crate) fn split_run(run: &[Change]) -> (Vec<&crate::index::RecordRow>, Vec<FollowRow<'_>>) {
-    let mut records = Vec::new();
-    let mut follows = Vec::new();
+/// A run of upserts split by table, each key once: each URI's last version (one
+/// multi-row statement may not touch a row twice, Postgres refuses it; and the last write
+/// is the one that stands), each actor's newest rev.
+pub(crate) struct Run<'a> {
+    pub(crate) records: Vec<&'a crate::index::RecordRow>,
+    pub(crate) follows: Vec<FollowRow<'a>>,
+    pub(crate) revs: Vec<(&'a str, &'a str)>,
+}
+
+/// Whether `change` goes in a multi-row run.
+pub(crate) fn in_run(change: &Change) -> bool {
+    matches!(
+        change,
+        Change::Record(_) | Change::Follow { .. } | Change::Rev { .. }
+    )
+}
+
+/// Splits a run of upserts (see [`Run`]).
+pub(crate) fn split_run(run: &[Change]) -> Run<'_> {
     // The last index of each URI, per table (a follow record is both a record row and a
-    // follow edge, under one URI).
+    // follow edge, under one URI); the newest rev of each actor.
     let (mut last_record, mut last_follow) = (HashMap::new(), HashMap::new());
+    let mut revs: HashMap<&str, &str> = HashMap::new();
     for (i, change) in run.iter().enumerate() {
         match change {
-            Change::Record(row) => last_record.insert(row.uri.as_str(), i),
-            Change::Follow { uri, .. } => last_follow.insert(uri.as_str(), i),
-            _ => None,
-        };
+            Change::Record(row) => {
+                last_record.insert(row.uri.as_str(), i);
+            }
+            Change::Follow { uri, .. } => {
+                last_follow.insert(uri.as_str(), i);
+            }
+            Change::Rev { did, rev } => {
+                let newest = revs.entry(did.as_str()).or_insert(rev.as_str());
+                if rev.as_str() > *newest {
+                    *newest = rev.as_str();
+                }
+            }
+            _ => {}
+        }
     }
+    let mut out = Run {
+        records: Vec::new(),
+        follows: Vec::new(),
+        revs: revs.into_iter().collect(),
+    };
+    out.revs.sort_unstable();
     for (i, change) in run.iter().enumerate() {
         match change {
             Change::Record(row) if last_record.get(row.uri.as_str()) == Some(&i) => {
-                records.push(row)
+                out.records.push(row)
             }
             Change::Follow {
                 uri,
                 did,
                 subject,
                 created_at,
-            } if last_follow.get(uri.as_str()) == Some(&i) => follows.push((
+            } if last_follow.get(uri.as_str()) == Some(&i) => out.follows.push((
                 uri.as_str(),
                 did.as_str(),
                 subject.as_str(),
@@ -208,7 +296,7 @@ pub(crate) fn split_run(run: &[Change]) -> (Vec<&crate::index::RecordRow>, Vec<F
             _ => {}
         }
     }
-    (records, follows)
+    out
 }
 
 /// The DID in an `at://did/...` URI.
@@ -347,6 +435,31 @@ impl Store for AnyStore {
 
     async fn update_seen(&self, recipient: &str, seen_us: i64) -> Result<(), StoreError> {
         forward!(self.update_seen(recipient, seen_us))
+    }
+
+    async fn backfill_enqueue(&self, dids: &[String]) -> Result<(), StoreError> {
+        forward!(self.backfill_enqueue(dids))
+    }
+
+    async fn backfill_pending(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        forward!(self.backfill_pending(limit))
+    }
+
+    async fn backfill_counts(&self) -> Result<BackfillCounts, StoreError> {
+        forward!(self.backfill_counts())
+    }
+
+    async fn backfill_failed(&self, did: &str, error: &str) -> Result<(), StoreError> {
+        forward!(self.backfill_failed(did, error))
+    }
+
+    async fn apply_snapshot(
+        &self,
+        did: &str,
+        rev: &str,
+        changes: &[Change],
+    ) -> Result<Snapshot, StoreError> {
+        forward!(self.apply_snapshot(did, rev, changes))
     }
 
     async fn record_cids(&self) -> Result<Vec<(String, String)>, StoreError> {

@@ -21,8 +21,8 @@ macro_rules! sql_store {
 
         use crate::index::{Change, Profile, RecordRow};
         use crate::store::{
-            Applied, CollectionCount, FeedQuery, MAX_PAGE, NotificationPage, NotificationView,
-            Page, ProfileView, RecordView, Store, StoreError,
+            Applied, BackfillCounts, CollectionCount, FeedQuery, MAX_PAGE, NotificationPage,
+            NotificationView, Page, ProfileView, RecordView, Snapshot, Store, StoreError,
         };
 
         type Db = $db;
@@ -38,8 +38,8 @@ macro_rules! sql_store {
             applied: &mut Applied,
         ) -> Result<(), StoreError> {
             match change {
-                Change::Record(_) | Change::Follow { .. } => {
-                    apply_run(tx, std::slice::from_ref(change), applied).await?;
+                Change::Record(_) | Change::Follow { .. } | Change::Rev { .. } => {
+                    apply_run(tx, std::slice::from_ref(change), applied, true).await?;
                 }
                 Change::DeleteRecord { uri } => {
                     let done = sqlx::query("DELETE FROM records WHERE uri = $1")
@@ -100,17 +100,72 @@ macro_rules! sql_store {
             Ok(())
         }
 
-        /// A run of record and follow upserts (different tables, so their relative order
-        /// does not matter) in multi-row statements, then the notifications they cause.
+        /// A run of record, follow and rev upserts (different tables, so their relative
+        /// order does not matter) in multi-row statements, then (`notify`) the
+        /// notifications they cause.
         async fn apply_run(
             tx: &mut Transaction<'_, Db>,
             run: &[Change],
             applied: &mut Applied,
+            notify_actors: bool,
         ) -> Result<(), StoreError> {
-            let (records, follows) = crate::store::split_run(run);
-            applied.records_written += upsert_records(tx, &records).await?;
-            upsert_follows(tx, &follows).await?;
-            notify(tx, &records, &follows).await
+            let run = crate::store::split_run(run);
+            applied.records_written += upsert_records(tx, &run.records).await?;
+            upsert_follows(tx, &run.follows).await?;
+            upsert_revs(tx, &run.revs).await?;
+            if notify_actors {
+                notify(tx, &run.records, &run.follows).await?;
+            }
+            Ok(())
+        }
+
+        /// Moves actors' repository revs forward (never back).
+        async fn upsert_revs(
+            tx: &mut Transaction<'_, Db>,
+            revs: &[(&str, &str)],
+        ) -> Result<(), StoreError> {
+            let now = now_us();
+            for chunk in revs.chunks(crate::store::RECORD_CHUNK) {
+                let mut q = sqlx::QueryBuilder::<Db>::new(
+                    "INSERT INTO actors (did, repo_rev, updated_us) ",
+                );
+                q.push_values(chunk, |mut b, (did, rev)| {
+                    b.push_bind(*did).push_bind(*rev).push_bind(now);
+                });
+                q.push(
+                    " ON CONFLICT (did) DO UPDATE SET repo_rev = excluded.repo_rev \
+                     WHERE actors.repo_rev IS NULL OR actors.repo_rev < excluded.repo_rev",
+                );
+                q.build().execute(&mut **tx).await?;
+            }
+            Ok(())
+        }
+
+        /// Sets a backfill work-list row.
+        async fn backfill_state(
+            executor: impl sqlx::Executor<'_, Database = Db>,
+            did: &str,
+            state: &str,
+            rev: Option<&str>,
+            records: i64,
+            error: Option<&str>,
+        ) -> Result<(), StoreError> {
+            sqlx::query(
+                "INSERT INTO backfill_repos (did, state, rev, records, error, updated_us)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (did) DO UPDATE SET state = excluded.state, rev = excluded.rev,
+                     records = excluded.records, error = excluded.error,
+                     updated_us = excluded.updated_us",
+            )
+            .bind(did)
+            .bind(state)
+            .bind(rev)
+            .bind(records)
+            .bind(error)
+            .bind(now_us())
+            .execute(executor)
+            .await?;
+            Ok(())
         }
 
         /// Notifications for a run: the remixed work's author, the followed actor, and
@@ -377,12 +432,9 @@ macro_rules! sql_store {
                 while let Some(first) = rest.first() {
                     // A run of record and follow upserts together; anything else one by
                     // one, in order.
-                    let run = rest
-                        .iter()
-                        .take_while(|c| matches!(c, Change::Record(_) | Change::Follow { .. }))
-                        .count();
+                    let run = rest.iter().take_while(|c| crate::store::in_run(c)).count();
                     if run > 0 {
-                        apply_run(&mut tx, &rest[..run], &mut applied).await?;
+                        apply_run(&mut tx, &rest[..run], &mut applied, true).await?;
                         rest = &rest[run..];
                     } else {
                         apply_one(&mut tx, first, &mut applied).await?;
@@ -585,6 +637,141 @@ macro_rules! sql_store {
                 .execute(&self.writer)
                 .await?;
                 Ok(())
+            }
+
+            async fn backfill_enqueue(&self, dids: &[String]) -> Result<(), StoreError> {
+                let now = now_us();
+                let mut tx = self.writer.begin().await?;
+                for chunk in dids.chunks(crate::store::RECORD_CHUNK) {
+                    let mut q = sqlx::QueryBuilder::<Db>::new(
+                        "INSERT INTO backfill_repos (did, state, updated_us) ",
+                    );
+                    q.push_values(chunk, |mut b, did| {
+                        b.push_bind(did).push_bind("pending").push_bind(now);
+                    });
+                    q.push(" ON CONFLICT (did) DO NOTHING");
+                    q.build().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn backfill_pending(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+                Ok(sqlx::query(
+                    "SELECT did FROM backfill_repos WHERE state <> 'done' ORDER BY did LIMIT $1",
+                )
+                .bind(limit as i64)
+                .fetch_all(&self.readers)
+                .await?
+                .iter()
+                .map(|r| r.try_get("did"))
+                .collect::<Result<Vec<String>, sqlx::Error>>()?)
+            }
+
+            async fn backfill_counts(&self) -> Result<BackfillCounts, StoreError> {
+                let mut counts = BackfillCounts::default();
+                let rows = sqlx::query(
+                    "SELECT state, COUNT(*) AS n FROM backfill_repos GROUP BY state",
+                )
+                .fetch_all(&self.readers)
+                .await?;
+                for row in rows {
+                    let state: String = row.try_get("state")?;
+                    let n: i64 = row.try_get("n")?;
+                    let n = u64::try_from(n).unwrap_or(0);
+                    match state.as_str() {
+                        "done" => counts.done += n,
+                        "failed" => counts.failed += n,
+                        _ => counts.pending += n,
+                    }
+                }
+                Ok(counts)
+            }
+
+            async fn backfill_failed(&self, did: &str, error: &str) -> Result<(), StoreError> {
+                backfill_state(&self.writer, did, "failed", None, 0, Some(error)).await
+            }
+
+            async fn apply_snapshot(
+                &self,
+                did: &str,
+                rev: &str,
+                changes: &[Change],
+            ) -> Result<Snapshot, StoreError> {
+                let mut tx = self.writer.begin().await?;
+                // The rev first: it takes the write lock (SQLite) or the actor's row lock
+                // (Postgres), so a live commit for this actor waits for this transaction,
+                // and a newer stored rev refuses the export.
+                let moved = sqlx::query(
+                    "INSERT INTO actors (did, repo_rev, updated_us) VALUES ($1, $2, $3)
+                     ON CONFLICT (did) DO UPDATE SET repo_rev = excluded.repo_rev
+                     WHERE actors.repo_rev IS NULL OR actors.repo_rev <= excluded.repo_rev",
+                )
+                .bind(did)
+                .bind(rev)
+                .bind(now_us())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if moved == 0 {
+                    let stored: Option<String> =
+                        sqlx::query("SELECT repo_rev FROM actors WHERE did = $1")
+                            .bind(did)
+                            .fetch_one(&mut *tx)
+                            .await?
+                            .try_get("repo_rev")?;
+                    tx.rollback().await?;
+                    return Ok(Snapshot::Stale {
+                        stored: stored.unwrap_or_default(),
+                    });
+                }
+                let mut applied = Applied::default();
+                let mut has_profile = false;
+                let mut rest = changes;
+                while let Some(first) = rest.first() {
+                    let run = rest.iter().take_while(|c| crate::store::in_run(c)).count();
+                    if run > 0 {
+                        apply_run(&mut tx, &rest[..run], &mut applied, false).await?;
+                        rest = &rest[run..];
+                    } else {
+                        has_profile |= matches!(first, Change::Profile(_));
+                        apply_one(&mut tx, first, &mut applied).await?;
+                        rest = &rest[1..];
+                    }
+                }
+                if !has_profile {
+                    apply_one(&mut tx, &Change::DeleteProfile { did: did.to_owned() }, &mut applied)
+                        .await?;
+                }
+                // What the export no longer holds goes.
+                let kept: std::collections::HashSet<&str> = changes
+                    .iter()
+                    .filter_map(|c| match c {
+                        Change::Record(row) => Some(row.uri.as_str()),
+                        Change::Follow { uri, .. } => Some(uri.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                let mut gone: Vec<String> = Vec::new();
+                for table in ["records", "follows"] {
+                    let sql = format!("SELECT uri FROM {table} WHERE did = $1");
+                    for row in sqlx::query(&sql).bind(did).fetch_all(&mut *tx).await? {
+                        let uri: String = row.try_get("uri")?;
+                        if !kept.contains(uri.as_str()) && !gone.contains(&uri) {
+                            gone.push(uri);
+                        }
+                    }
+                }
+                for uri in gone {
+                    apply_one(&mut tx, &Change::DeleteRecord { uri }, &mut applied).await?;
+                }
+                let records = changes
+                    .iter()
+                    .filter(|c| matches!(c, Change::Record(_)))
+                    .count() as i64;
+                backfill_state(&mut *tx, did, "done", Some(rev), records, None).await?;
+                tx.commit().await?;
+                Ok(Snapshot::Applied(applied))
             }
 
             async fn record_cids(&self) -> Result<Vec<(String, String)>, StoreError> {

@@ -653,32 +653,50 @@ impl Worker {
                 key
             }
         };
-        let url = format!("{pds}/xrpc/com.atproto.sync.getRepo?did={did}");
-        let car = Bytes::from(
-            http.get_bytes(&url, MAX_REPO_BYTES)
-                .await
-                .map_err(|e| e.to_string())?,
-        );
-        let snapshot = self
-            .verifier
-            .verify_repo(did, &car, &key)
-            .map_err(|e| e.to_string())?;
-        let parsed = super::car::Car::parse_unverified(&car).map_err(|e| e.to_string())?;
-        let mut records = Vec::with_capacity(snapshot.records.len());
-        for (path, cid) in &snapshot.records {
-            let block = parsed
-                .get(cid)
-                .ok_or_else(|| format!("record {path} missing from the repository"))?;
-            records.push(RepoRecord {
-                path: path.clone(),
-                cid: cid.to_string(),
-                record: car.slice_ref(block),
-            });
-        }
+        let (rev, records) = fetch_repo(http, &pds, did, &mut self.verifier, &key).await?;
         Ok(SyncEvent::Resynced {
             did: did.to_owned(),
-            rev: snapshot.rev.to_owned(),
+            rev,
             records,
         })
     }
+}
+
+/// Fetches `did`'s whole repository from its PDS at `pds` (`com.atproto.sync.getRepo`,
+/// through the SSRF-guarded `http`, at most [`MAX_REPO_BYTES`]), verifies it with
+/// `verifier` and `key` ([`Verifier::verify_repo`]: every block, the signed commit, the
+/// complete MST) and returns its rev and every record, in key order. A resync and the
+/// AppView's backfill both come through here.
+///
+/// # Errors
+/// The fetch or the verification failed (in words).
+pub async fn fetch_repo(
+    http: &GuardedClient,
+    pds: &str,
+    did: &str,
+    verifier: &mut Verifier,
+    key: &PublicKey,
+) -> Result<(String, Vec<RepoRecord>), String> {
+    let url = format!("{pds}/xrpc/com.atproto.sync.getRepo?did={did}");
+    let car = Bytes::from(
+        http.get_bytes(&url, MAX_REPO_BYTES)
+            .await
+            .map_err(|e| e.to_string())?,
+    );
+    let snapshot = verifier
+        .verify_repo(did, &car, key)
+        .map_err(|e| e.to_string())?;
+    let parsed = super::car::Car::parse_unverified(&car).map_err(|e| e.to_string())?;
+    let mut records = Vec::with_capacity(snapshot.records.len());
+    for (path, cid) in &snapshot.records {
+        let block = parsed
+            .get(cid)
+            .ok_or_else(|| format!("record {path} missing from the repository"))?;
+        records.push(RepoRecord {
+            path: path.clone(),
+            cid: cid.to_string(),
+            record: car.slice_ref(block),
+        });
+    }
+    Ok((snapshot.rev.to_owned(), records))
 }
