@@ -13,7 +13,9 @@
 //!   no token, a token for another method, or for another audience is refused with the
 //!   XRPC error names;
 //! - `getRemixes` answers both directions: what remixes the painting, what the program
-//!   remixes.
+//!   remixes;
+//! - `getFollowing` is the viewer's follows' work; `searchRecords` finds by code, `$code`
+//!   and `@handle`.
 
 use std::time::{Duration, Instant};
 
@@ -306,6 +308,31 @@ async fn remix_follow_and_mention_notify_live() {
             "{name}: {body}"
         );
     }
+
+    // Bob follows Alice: his "following" feed is her work; search finds it by code,
+    // KidLisp code and handle.
+    let following = "computer.aesthetic.feed.getFollowing";
+    let (status, feed) = get(base, following, Some(&token(&bob, following).await)).await;
+    assert_eq!(status, 200, "{feed}");
+    assert_eq!(feed["records"][0]["uri"], json!(painting.uri));
+    let (_, feed) = get(base, following, Some(&token(&alice, following).await)).await;
+    assert_eq!(feed["records"], json!([]), "alice follows no one");
+    for (q, want) in [
+        ("abc", &painting.uri),
+        ("%24xyz", &remix.uri),
+        (&format!("%40{}", alice.handle)[..], &painting.uri),
+    ] {
+        let (status, found) = get(
+            base,
+            &format!("computer.aesthetic.feed.searchRecords?q={q}"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{found}");
+        assert_eq!(found["records"][0]["uri"], json!(want), "{q}");
+    }
+    let (status, _) = get(base, "computer.aesthetic.feed.searchRecords?q=", None).await;
+    assert_eq!(status, 400, "an empty search is refused");
 
     // The remix graph, both ways.
     let enc = |uri: &str| uri.replace(':', "%3A");

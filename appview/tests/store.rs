@@ -70,6 +70,7 @@ on_both_backends!(
     feed_pages_filters_and_orders,
     remixes_mentions_and_follows_notify,
     snapshots_replace_an_actor_unless_the_stream_is_ahead,
+    search_and_following,
 );
 
 fn row(did: &str, collection: &str, rkey: &str, cid: &str, when: &str) -> RecordRow {
@@ -628,4 +629,103 @@ async fn snapshots_replace_an_actor_unless_the_stream_is_ahead(fixture: Fixture)
     store.backfill_failed(B, "no PDS").await.expect("failed");
     let counts = store.backfill_counts().await.expect("counts");
     assert_eq!((counts.done, counts.failed), (1, 1));
+}
+
+async fn search_and_following(fixture: Fixture) {
+    let store = fixture.open().await;
+    let with_slug = |mut r: RecordRow, slug: &str| {
+        r.slug = Some(slug.to_owned());
+        r
+    };
+    let a1 = with_slug(
+        row(A, PAINTING, "abc", "c1", "2026-01-01T00:00:00Z"),
+        "2026.01.01.abc",
+    );
+    let a2 = row(
+        A,
+        "computer.aesthetic.kidlisp",
+        "xyz",
+        "c2",
+        "2026-01-02T00:00:00Z",
+    );
+    let b1 = with_slug(
+        row(B, PAINTING, "abd", "c3", "2026-01-03T00:00:00Z"),
+        "2026.02.01.abd",
+    );
+    let c = "did:plc:cccccccccccccccccccccccc";
+    let c1 = row(c, MOOD, "m1", "c4", "2026-01-04T00:00:00Z");
+    let follow = |by: &str, subject: &str, rkey: &str| Change::Follow {
+        uri: format!("at://{by}/computer.aesthetic.graph.follow/{rkey}"),
+        did: by.into(),
+        subject: subject.into(),
+        created_at: None,
+    };
+    store
+        .apply(
+            &[
+                Change::Handle {
+                    did: A.into(),
+                    handle: Some("alice.test".into()),
+                },
+                Change::Handle {
+                    did: B.into(),
+                    handle: Some("albert.test".into()),
+                },
+                Change::Record(a1.clone()),
+                Change::Record(a2.clone()),
+                Change::Record(b1.clone()),
+                Change::Record(c1.clone()),
+                follow(c, A, "f1"),
+                follow(c, B, "f2"),
+                follow(A, c, "f3"),
+            ],
+            None,
+        )
+        .await
+        .expect("apply");
+    let search = |q: &str| FeedQuery {
+        search: Some(q.into()),
+        limit: 50,
+        ..FeedQuery::default()
+    };
+    // (query, expected URIs, newest first)
+    let cases: Vec<(FeedQuery, Vec<&str>)> = vec![
+        (search("abc"), vec![&a1.uri]),
+        (search("$xyz"), vec![&a2.uri]),
+        (search("ab"), vec![]),
+        (search("2026.0"), vec![&b1.uri, &a1.uri]),
+        (search("2026.01"), vec![&a1.uri]),
+        (search("@alice"), vec![&a2.uri, &a1.uri]),
+        (search("al"), vec![&b1.uri, &a2.uri, &a1.uri]),
+        (search("ALICE.T"), vec![&a2.uri, &a1.uri]),
+        (search("100%_"), vec![]),
+        (
+            FeedQuery {
+                following_of: Some(c.into()),
+                limit: 50,
+                ..FeedQuery::default()
+            },
+            vec![&b1.uri, &a2.uri, &a1.uri],
+        ),
+        (
+            FeedQuery {
+                following_of: Some(A.into()),
+                limit: 50,
+                ..FeedQuery::default()
+            },
+            vec![&c1.uri],
+        ),
+        (
+            FeedQuery {
+                following_of: Some(B.into()),
+                limit: 50,
+                ..FeedQuery::default()
+            },
+            vec![],
+        ),
+    ];
+    for (query, want) in cases {
+        let page = store.feed(&query).await.expect("feed");
+        assert_eq!(uris(&page), want, "{query:?}");
+    }
 }

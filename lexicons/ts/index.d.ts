@@ -15,8 +15,10 @@ export * as ComputerAestheticActorGetProfile from "./computer/aesthetic/actor/ge
 export * as ComputerAestheticFeedDefs from "./computer/aesthetic/feed/defs.js";
 export * as ComputerAestheticFeedGetAtmosphere from "./computer/aesthetic/feed/getAtmosphere.js";
 export * as ComputerAestheticFeedGetAuthorFeed from "./computer/aesthetic/feed/getAuthorFeed.js";
+export * as ComputerAestheticFeedGetFollowing from "./computer/aesthetic/feed/getFollowing.js";
 export * as ComputerAestheticFeedGetRecord from "./computer/aesthetic/feed/getRecord.js";
 export * as ComputerAestheticFeedGetRemixes from "./computer/aesthetic/feed/getRemixes.js";
+export * as ComputerAestheticFeedSearchRecords from "./computer/aesthetic/feed/searchRecords.js";
 export * as ComputerAestheticGraphFollow from "./computer/aesthetic/graph/follow.js";
 export * as ComputerAestheticKidlisp from "./computer/aesthetic/kidlisp.js";
 export * as ComputerAestheticMood from "./computer/aesthetic/mood.js";
@@ -36,8 +38,10 @@ export type { StrongRef } from "./com/atproto/repo/strongRef.js";
 export type { GetProfileParams, GetProfileOutput, GetProfileError } from "./computer/aesthetic/actor/getProfile.js";
 export type { GetAtmosphereParams, GetAtmosphereOutput, GetAtmosphereError } from "./computer/aesthetic/feed/getAtmosphere.js";
 export type { GetAuthorFeedParams, GetAuthorFeedOutput, GetAuthorFeedError } from "./computer/aesthetic/feed/getAuthorFeed.js";
+export type { GetFollowingParams, GetFollowingOutput, GetFollowingError } from "./computer/aesthetic/feed/getFollowing.js";
 export type { GetRecordParams, GetRecordOutput, GetRecordError } from "./computer/aesthetic/feed/getRecord.js";
 export type { GetRemixesParams, GetRemixesOutput, GetRemixesError } from "./computer/aesthetic/feed/getRemixes.js";
+export type { SearchRecordsParams, SearchRecordsOutput, SearchRecordsError } from "./computer/aesthetic/feed/searchRecords.js";
 export type { Follow } from "./computer/aesthetic/graph/follow.js";
 export type { Kidlisp } from "./computer/aesthetic/kidlisp.js";
 export type { Mood } from "./computer/aesthetic/mood.js";
@@ -71,8 +75,10 @@ export declare const NSIDS: readonly [
   "computer.aesthetic.feed.defs",
   "computer.aesthetic.feed.getAtmosphere",
   "computer.aesthetic.feed.getAuthorFeed",
+  "computer.aesthetic.feed.getFollowing",
   "computer.aesthetic.feed.getRecord",
   "computer.aesthetic.feed.getRemixes",
+  "computer.aesthetic.feed.searchRecords",
   "computer.aesthetic.graph.follow",
   "computer.aesthetic.kidlisp",
   "computer.aesthetic.mood",

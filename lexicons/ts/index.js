@@ -15,8 +15,10 @@ export * as ComputerAestheticActorGetProfile from "./computer/aesthetic/actor/ge
 export * as ComputerAestheticFeedDefs from "./computer/aesthetic/feed/defs.js";
 export * as ComputerAestheticFeedGetAtmosphere from "./computer/aesthetic/feed/getAtmosphere.js";
 export * as ComputerAestheticFeedGetAuthorFeed from "./computer/aesthetic/feed/getAuthorFeed.js";
+export * as ComputerAestheticFeedGetFollowing from "./computer/aesthetic/feed/getFollowing.js";
 export * as ComputerAestheticFeedGetRecord from "./computer/aesthetic/feed/getRecord.js";
 export * as ComputerAestheticFeedGetRemixes from "./computer/aesthetic/feed/getRemixes.js";
+export * as ComputerAestheticFeedSearchRecords from "./computer/aesthetic/feed/searchRecords.js";
 export * as ComputerAestheticGraphFollow from "./computer/aesthetic/graph/follow.js";
 export * as ComputerAestheticKidlisp from "./computer/aesthetic/kidlisp.js";
 export * as ComputerAestheticMood from "./computer/aesthetic/mood.js";
@@ -39,8 +41,10 @@ export const NSIDS = Object.freeze([
   "computer.aesthetic.feed.defs",
   "computer.aesthetic.feed.getAtmosphere",
   "computer.aesthetic.feed.getAuthorFeed",
+  "computer.aesthetic.feed.getFollowing",
   "computer.aesthetic.feed.getRecord",
   "computer.aesthetic.feed.getRemixes",
+  "computer.aesthetic.feed.searchRecords",
   "computer.aesthetic.graph.follow",
   "computer.aesthetic.kidlisp",
   "computer.aesthetic.mood",

@@ -1,6 +1,7 @@
-//! The viewer's notifications: `computer.aesthetic.notification.listNotifications`,
-//! `getUnreadCount`, `updateSeen`, and the live stream
-//! `computer.aesthetic.notification.subscribe` (a WebSocket).
+//! Per-viewer endpoints: the viewer's notifications
+//! (`computer.aesthetic.notification.listNotifications`, `getUnreadCount`, `updateSeen`,
+//! and the live stream `computer.aesthetic.notification.subscribe`, a WebSocket), and the
+//! "following" feed (`computer.aesthetic.feed.getFollowing`).
 //!
 //! Every endpoint here is per user: the viewer is the `iss` of an inter-service token in
 //! `Authorization: Bearer` (minted by the viewer's PDS with `getServiceAuth`, `aud` the
@@ -25,6 +26,7 @@ use axum::response::{IntoResponse, Response};
 use super::Shared;
 use super::xrpc::{Params, XrpcError, respond};
 use crate::auth::ServiceAuth;
+use crate::relay::lexicons::generated::computer::aesthetic::feed::get_following;
 use crate::relay::lexicons::generated::computer::aesthetic::notification::{
     get_unread_count, list_notifications, update_seen,
 };
@@ -54,6 +56,28 @@ async fn viewer(shared: &Shared, headers: &HeaderMap, lxm: &str) -> Result<Strin
         Ok(viewer) => Ok(viewer.did),
         Err(e) => Err(XrpcError::new(e.status(), e.error_name(), e.to_string())),
     }
+}
+
+pub(super) async fn following(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let result = async {
+        let mut query = Params::parse(raw.as_deref()).feed()?;
+        query.following_of = Some(viewer(&shared, &headers, get_following::NSID).await?);
+        let page = shared
+            .store
+            .feed(&query)
+            .await
+            .map_err(XrpcError::internal)?;
+        Ok(get_following::Output {
+            records: page.records,
+            cursor: page.cursor,
+        })
+    }
+    .await;
+    respond(result)
 }
 
 pub(super) async fn list(

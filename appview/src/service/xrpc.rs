@@ -21,7 +21,7 @@ use serde_json::json;
 
 use super::{Shared, notifications};
 use crate::relay::lexicons::generated::computer::aesthetic::feed::{
-    get_atmosphere, get_author_feed, get_record, get_remixes,
+    get_atmosphere, get_author_feed, get_record, get_remixes, search_records,
 };
 use crate::store::{FeedQuery, MAX_PAGE, Store};
 
@@ -46,6 +46,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             get(get_remixes_handler),
         )
         .route(
+            "/xrpc/computer.aesthetic.feed.searchRecords",
+            get(search_records_handler),
+        )
+        .route(
             "/xrpc/computer.aesthetic.actor.getProfile",
             get(get_profile),
         )
@@ -55,6 +59,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         ));
     // Per-viewer answers: never cached.
     let per_viewer = Router::new()
+        .route(
+            "/xrpc/computer.aesthetic.feed.getFollowing",
+            get(notifications::following),
+        )
         .route(
             "/xrpc/computer.aesthetic.notification.listNotifications",
             get(notifications::list),
@@ -226,7 +234,7 @@ impl Params {
     }
 
     /// A feed query from `collections`, `limit`, `cursor`.
-    fn feed(&self) -> Result<FeedQuery, XrpcError> {
+    pub(super) fn feed(&self) -> Result<FeedQuery, XrpcError> {
         let collections: Vec<String> = self
             .all("collections")
             .into_iter()
@@ -249,6 +257,8 @@ impl Params {
             collections,
             author: None,
             remix_of: None,
+            following_of: None,
+            search: None,
             cursor: self.one("cursor")?.map(str::to_owned),
             limit: self.limit()?,
         })
@@ -317,6 +327,37 @@ async fn get_record(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) 
             .map_err(XrpcError::internal)?;
         let record = record.ok_or_else(|| XrpcError::not_found(format!("no record {uri}")))?;
         Ok(get_record::Output { record })
+    }
+    .await;
+    respond(result)
+}
+
+/// Longest search text.
+const MAX_SEARCH: usize = 200;
+
+async fn search_records_handler(
+    State(shared): State<Arc<Shared>>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let result = async {
+        let params = Params::parse(raw.as_deref());
+        let q = params.required("q")?.trim();
+        if q.is_empty() || q.len() > MAX_SEARCH {
+            return Err(XrpcError::invalid(format!(
+                "`q` must be 1 to {MAX_SEARCH} bytes"
+            )));
+        }
+        let mut query = params.feed()?;
+        query.search = Some(q.to_owned());
+        let page = shared
+            .store
+            .feed(&query)
+            .await
+            .map_err(XrpcError::internal)?;
+        Ok(search_records::Output {
+            records: page.records,
+            cursor: page.cursor,
+        })
     }
     .await;
     respond(result)

@@ -66,6 +66,12 @@ pub struct FeedQuery {
     pub author: Option<String>,
     /// Only records that remix this AT-URI.
     pub remix_of: Option<String>,
+    /// Only records by accounts this DID follows (`computer.aesthetic.graph.follow`).
+    pub following_of: Option<String>,
+    /// Only records matching this search: the exact `code` (a leading `$` ignored), a
+    /// `slug` starting with it, or an author whose handle starts with it (a leading `@`
+    /// ignored). Prefixes compare bytewise on both backends.
+    pub search: Option<String>,
     /// Continue after this cursor (from a previous page).
     pub cursor: Option<String>,
     /// Page size (capped by the store at [`MAX_PAGE`]).

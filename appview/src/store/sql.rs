@@ -483,6 +483,28 @@ macro_rules! sql_store {
                 if let Some(parent) = &query.remix_of {
                     q.push(" AND r.remix_of = ").push_bind(parent);
                 }
+                if let Some(viewer) = &query.following_of {
+                    q.push(" AND r.did IN (SELECT subject FROM follows WHERE did = ")
+                        .push_bind(viewer)
+                        .push(")");
+                }
+                if let Some(text) = &query.search {
+                    let code = text.strip_prefix('$').unwrap_or(text);
+                    let handle = text.strip_prefix('@').unwrap_or(text).to_ascii_lowercase();
+                    // A prefix as a range: [p, p + U+10FFFF), bytewise in both databases.
+                    let end = |p: &str| format!("{p}\u{10FFFF}");
+                    q.push(" AND (r.code = ")
+                        .push_bind(code.to_owned())
+                        .push(" OR (r.slug >= ")
+                        .push_bind(text.clone())
+                        .push(" AND r.slug < ")
+                        .push_bind(end(text))
+                        .push(") OR (a.handle >= ")
+                        .push_bind(handle.clone())
+                        .push(" AND a.handle < ")
+                        .push_bind(end(&handle))
+                        .push("))");
+                }
                 if !query.collections.is_empty() {
                     q.push(" AND r.collection IN (");
                     let mut list = q.separated(", ");

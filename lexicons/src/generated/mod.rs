@@ -37,8 +37,10 @@ pub mod computer {
             pub mod defs;
             pub mod get_atmosphere;
             pub mod get_author_feed;
+            pub mod get_following;
             pub mod get_record;
             pub mod get_remixes;
+            pub mod search_records;
         }
         pub mod graph {
             //! Lexicons under `computer.aesthetic.graph.*`.

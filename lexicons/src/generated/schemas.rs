@@ -28,12 +28,20 @@ pub static SCHEMAS: &[(&str, &str)] = &[
         include_str!("../../computer/aesthetic/feed/getAuthorFeed.json"),
     ),
     (
+        "computer.aesthetic.feed.getFollowing",
+        include_str!("../../computer/aesthetic/feed/getFollowing.json"),
+    ),
+    (
         "computer.aesthetic.feed.getRecord",
         include_str!("../../computer/aesthetic/feed/getRecord.json"),
     ),
     (
         "computer.aesthetic.feed.getRemixes",
         include_str!("../../computer/aesthetic/feed/getRemixes.json"),
+    ),
+    (
+        "computer.aesthetic.feed.searchRecords",
+        include_str!("../../computer/aesthetic/feed/searchRecords.json"),
     ),
     (
         "computer.aesthetic.graph.follow",
