@@ -4,7 +4,8 @@
 //!
 //! - Rust types into `lexicons/src/generated/` (one module per NSID, the module tree in
 //!   `mod.rs`, and `schemas.rs` embedding the documents), formatted with rustfmt;
-//! - TypeScript declarations and NSID constants into `lexicons/ts/` for AC's JavaScript.
+//! - TypeScript declarations and NSID constants into `lexicons/ts/` for AC's JavaScript;
+//! - the API reference, `lexicons/REFERENCE.md` (every method, record and shared def).
 //!
 //! The generator owns those two directories entirely: a file there that it would not write is
 //! reported as extra, and deleted by [`write()`].
@@ -26,6 +27,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 
 mod lexicon;
+mod md;
 mod naming;
 mod rust;
 mod text;
@@ -62,6 +64,9 @@ pub fn generate(lexicon_root: &Path) -> Result<BTreeMap<PathBuf, String>> {
         files.insert(PathBuf::from(path), formatted);
     }
     for (path, text) in ts::files(&lexicons)? {
+        files.insert(PathBuf::from(path), text);
+    }
+    for (path, text) in md::files(&lexicons) {
         files.insert(PathBuf::from(path), text);
     }
     Ok(files)
