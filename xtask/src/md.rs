@@ -45,7 +45,7 @@ pub(crate) fn files(lexicons: &[Lexicon]) -> Vec<(String, String)> {
 }
 
 /// The `(lexicon, def)` pairs whose def `keep` accepts, in NSID order.
-fn defs<'a>(lexicons: &'a [Lexicon], keep: impl Fn(&Def) -> bool) -> Vec<(&'a Lexicon, &'a Def)> {
+fn defs(lexicons: &[Lexicon], keep: impl Fn(&Def) -> bool) -> Vec<(&Lexicon, &Def)> {
     lexicons
         .iter()
         .flat_map(|l| l.defs.iter().map(move |d| (l, d)))
