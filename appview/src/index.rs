@@ -109,6 +109,16 @@ pub enum Change {
         /// The commit's rev (a TID: revs sort as strings).
         rev: String,
     },
+    /// A resync: the account's whole repository at `rev` (its records as creates), which
+    /// replaces what the index holds for it.
+    Snapshot {
+        /// The actor.
+        did: String,
+        /// The repository's rev.
+        rev: String,
+        /// The repository's changes ([`Indexer::repo`]).
+        changes: Vec<Change>,
+    },
     /// An `#account` event: hosting status. Inactive accounts' records are hidden.
     Account {
         /// The actor.
@@ -156,6 +166,15 @@ impl Indexer {
                 did: did.clone(),
                 handle: handle.clone(),
             }),
+            SyncEvent::Resynced { did, rev, records } => {
+                let mut changes = Vec::new();
+                self.repo(did, records, &mut changes, rejected);
+                out.push(Change::Snapshot {
+                    did: did.clone(),
+                    rev: rev.clone(),
+                    changes,
+                });
+            }
             SyncEvent::Account {
                 did,
                 active,

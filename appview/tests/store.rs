@@ -629,6 +629,22 @@ async fn snapshots_replace_an_actor_unless_the_stream_is_ahead(fixture: Fixture)
     store.backfill_failed(B, "no PDS").await.expect("failed");
     let counts = store.backfill_counts().await.expect("counts");
     assert_eq!((counts.done, counts.failed), (1, 1));
+
+    // A live resync is the same replacement, applied in its batch's order.
+    store
+        .apply(
+            &[Change::Snapshot {
+                did: A.into(),
+                rev: "3kaaaaaaaaaa4".into(),
+                changes: vec![Change::Record(remix.clone())],
+            }],
+            Some(("ws://x", 9)),
+        )
+        .await
+        .expect("apply");
+    assert!(store.record(&kept.uri).await.expect("query").is_none());
+    assert!(store.record(&remix.uri).await.expect("query").is_some());
+    assert_eq!(store.cursor("ws://x").await.expect("cursor"), Some(9));
 }
 
 async fn search_and_following(fixture: Fixture) {

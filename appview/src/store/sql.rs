@@ -41,6 +41,11 @@ macro_rules! sql_store {
                 Change::Record(_) | Change::Follow { .. } | Change::Rev { .. } => {
                     apply_run(tx, std::slice::from_ref(change), applied, true).await?;
                 }
+                Change::Snapshot { did, rev, changes } => {
+                    // A live resync: the stream is the authority, so an older rev (only
+                    // possible on a replay) is skipped.
+                    let _ = Box::pin(snapshot(tx, did, rev, changes, applied, false)).await?;
+                }
                 Change::DeleteRecord { uri } => {
                     let done = sqlx::query("DELETE FROM records WHERE uri = $1")
                         .bind(uri)
@@ -343,6 +348,88 @@ macro_rules! sql_store {
             .execute(&mut **tx)
             .await?;
             Ok(())
+        }
+
+        /// Applies `did`'s repository at `rev` inside `tx` (see
+        /// [`Store::apply_snapshot`]); `backfill` also marks its work-list row done.
+        /// Returns the stored rev, changing nothing, when that is newer.
+        async fn snapshot(
+            tx: &mut Transaction<'_, Db>,
+            did: &str,
+            rev: &str,
+            changes: &[Change],
+            applied: &mut Applied,
+            backfill: bool,
+        ) -> Result<Option<String>, StoreError> {
+            // The rev first: it takes the write lock (SQLite) or the actor's row lock
+            // (Postgres), so a live commit for this actor waits for this transaction, and a
+            // newer stored rev refuses the export.
+            let moved = sqlx::query(
+                "INSERT INTO actors (did, repo_rev, updated_us) VALUES ($1, $2, $3)
+                 ON CONFLICT (did) DO UPDATE SET repo_rev = excluded.repo_rev
+                 WHERE actors.repo_rev IS NULL OR actors.repo_rev <= excluded.repo_rev",
+            )
+            .bind(did)
+            .bind(rev)
+            .bind(now_us())
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+            if moved == 0 {
+                let stored: Option<String> =
+                    sqlx::query("SELECT repo_rev FROM actors WHERE did = $1")
+                        .bind(did)
+                        .fetch_one(&mut **tx)
+                        .await?
+                        .try_get("repo_rev")?;
+                return Ok(Some(stored.unwrap_or_default()));
+            }
+            let mut has_profile = false;
+            let mut rest = changes;
+            while let Some(first) = rest.first() {
+                let run = rest.iter().take_while(|c| crate::store::in_run(c)).count();
+                if run > 0 {
+                    apply_run(tx, &rest[..run], applied, false).await?;
+                    rest = &rest[run..];
+                } else {
+                    has_profile |= matches!(first, Change::Profile(_));
+                    Box::pin(apply_one(tx, first, applied)).await?;
+                    rest = &rest[1..];
+                }
+            }
+            if !has_profile {
+                apply_one(tx, &Change::DeleteProfile { did: did.to_owned() }, applied).await?;
+            }
+            // What the export no longer holds goes.
+            let kept: std::collections::HashSet<&str> = changes
+                .iter()
+                .filter_map(|c| match c {
+                    Change::Record(row) => Some(row.uri.as_str()),
+                    Change::Follow { uri, .. } => Some(uri.as_str()),
+                    _ => None,
+                })
+                .collect();
+            let mut gone: Vec<String> = Vec::new();
+            for table in ["records", "follows"] {
+                let sql = format!("SELECT uri FROM {table} WHERE did = $1");
+                for row in sqlx::query(&sql).bind(did).fetch_all(&mut **tx).await? {
+                    let uri: String = row.try_get("uri")?;
+                    if !kept.contains(uri.as_str()) && !gone.contains(&uri) {
+                        gone.push(uri);
+                    }
+                }
+            }
+            for uri in gone {
+                apply_one(tx, &Change::DeleteRecord { uri }, applied).await?;
+            }
+            if backfill {
+                let records = changes
+                    .iter()
+                    .filter(|c| matches!(c, Change::Record(_)))
+                    .count() as i64;
+                backfill_state(&mut **tx, did, "done", Some(rev), records, None).await?;
+            }
+            Ok(None)
         }
 
         /// The columns every record query selects, with the author's handle.
@@ -721,79 +808,17 @@ macro_rules! sql_store {
                 changes: &[Change],
             ) -> Result<Snapshot, StoreError> {
                 let mut tx = self.writer.begin().await?;
-                // The rev first: it takes the write lock (SQLite) or the actor's row lock
-                // (Postgres), so a live commit for this actor waits for this transaction,
-                // and a newer stored rev refuses the export.
-                let moved = sqlx::query(
-                    "INSERT INTO actors (did, repo_rev, updated_us) VALUES ($1, $2, $3)
-                     ON CONFLICT (did) DO UPDATE SET repo_rev = excluded.repo_rev
-                     WHERE actors.repo_rev IS NULL OR actors.repo_rev <= excluded.repo_rev",
-                )
-                .bind(did)
-                .bind(rev)
-                .bind(now_us())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if moved == 0 {
-                    let stored: Option<String> =
-                        sqlx::query("SELECT repo_rev FROM actors WHERE did = $1")
-                            .bind(did)
-                            .fetch_one(&mut *tx)
-                            .await?
-                            .try_get("repo_rev")?;
-                    tx.rollback().await?;
-                    return Ok(Snapshot::Stale {
-                        stored: stored.unwrap_or_default(),
-                    });
-                }
                 let mut applied = Applied::default();
-                let mut has_profile = false;
-                let mut rest = changes;
-                while let Some(first) = rest.first() {
-                    let run = rest.iter().take_while(|c| crate::store::in_run(c)).count();
-                    if run > 0 {
-                        apply_run(&mut tx, &rest[..run], &mut applied, false).await?;
-                        rest = &rest[run..];
-                    } else {
-                        has_profile |= matches!(first, Change::Profile(_));
-                        apply_one(&mut tx, first, &mut applied).await?;
-                        rest = &rest[1..];
+                match snapshot(&mut tx, did, rev, changes, &mut applied, true).await? {
+                    Some(stored) => {
+                        tx.rollback().await?;
+                        Ok(Snapshot::Stale { stored })
+                    }
+                    None => {
+                        tx.commit().await?;
+                        Ok(Snapshot::Applied(applied))
                     }
                 }
-                if !has_profile {
-                    apply_one(&mut tx, &Change::DeleteProfile { did: did.to_owned() }, &mut applied)
-                        .await?;
-                }
-                // What the export no longer holds goes.
-                let kept: std::collections::HashSet<&str> = changes
-                    .iter()
-                    .filter_map(|c| match c {
-                        Change::Record(row) => Some(row.uri.as_str()),
-                        Change::Follow { uri, .. } => Some(uri.as_str()),
-                        _ => None,
-                    })
-                    .collect();
-                let mut gone: Vec<String> = Vec::new();
-                for table in ["records", "follows"] {
-                    let sql = format!("SELECT uri FROM {table} WHERE did = $1");
-                    for row in sqlx::query(&sql).bind(did).fetch_all(&mut *tx).await? {
-                        let uri: String = row.try_get("uri")?;
-                        if !kept.contains(uri.as_str()) && !gone.contains(&uri) {
-                            gone.push(uri);
-                        }
-                    }
-                }
-                for uri in gone {
-                    apply_one(&mut tx, &Change::DeleteRecord { uri }, &mut applied).await?;
-                }
-                let records = changes
-                    .iter()
-                    .filter(|c| matches!(c, Change::Record(_)))
-                    .count() as i64;
-                backfill_state(&mut *tx, did, "done", Some(rev), records, None).await?;
-                tx.commit().await?;
-                Ok(Snapshot::Applied(applied))
             }
 
             async fn record_cids(&self) -> Result<Vec<(String, String)>, StoreError> {
