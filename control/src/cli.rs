@@ -38,6 +38,16 @@ enum Command {
         #[arg(long, value_name = "PORT", default_value_t = 2584)]
         appview_port: u16,
     },
+    /// Show whether `atelier up` is running and each service's health and URL (exit 1
+    /// unless all are healthy).
+    Status(crate::up_cmd::StatusArgs),
+    /// Stop a running `atelier up` cleanly.
+    Down(crate::up_cmd::Target),
+    /// Accounts on the running sandbox's PDS.
+    Account {
+        #[command(subcommand)]
+        command: crate::up_cmd::AccountCommand,
+    },
     /// Write a commented atelier.yaml with every key and its default, and generate the
     /// secrets under DATA_DIR/secrets/.
     Init(crate::config::command::InitArgs),
@@ -129,6 +139,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 appview: Some(std::net::SocketAddr::from(([127, 0, 0, 1], appview_port))),
             }))
         }
+        Command::Status(args) => runtime()?.block_on(crate::up_cmd::status(args)),
+        Command::Down(target) => runtime()?.block_on(crate::up_cmd::down(target)),
+        Command::Account { command } => runtime()?.block_on(crate::up_cmd::account(command)),
         Command::Init(args) => crate::config::command::run_init(&args),
         Command::Check(args) => crate::config::command::run_check(&args),
         Command::Dev {

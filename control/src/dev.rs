@@ -119,6 +119,38 @@ pub async fn run_pds(args: PdsArgs) -> anyhow::Result<()> {
         sandbox.pds_url()
     );
     println!("Press Ctrl-C to stop.");
+    // `atelier up` tells `status`, `down` and `account create` where it is.
+    let state_dir = match (&appview, &args.data_dir) {
+        (Some(a), Some(dir)) => {
+            let mut services = vec![
+                crate::up_state::ServiceUrl {
+                    name: "plc".into(),
+                    url: sandbox.plc_url().to_owned(),
+                    health: "/_health".into(),
+                },
+                crate::up_state::ServiceUrl {
+                    name: "pds".into(),
+                    url: sandbox.pds_url().to_owned(),
+                    health: "/xrpc/_health".into(),
+                },
+            ];
+            services.push(crate::up_state::ServiceUrl {
+                name: "appview".into(),
+                url: format!("http://{}", a.addr),
+                health: "/xrpc/_health".into(),
+            });
+            crate::up_state::UpState {
+                pid: std::process::id(),
+                services,
+                started_at: atelier_appview::relay::service::rfc3339(
+                    atelier_appview::relay::jetstream::now_us(),
+                ),
+            }
+            .write(dir)?;
+            Some(dir.clone())
+        }
+        _ => None,
+    };
 
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut check = tokio::time::interval(Duration::from_millis(500));
@@ -137,6 +169,9 @@ pub async fn run_pds(args: PdsArgs) -> anyhow::Result<()> {
         }
     };
     eprintln!("Stopping...");
+    if let Some(dir) = &state_dir {
+        crate::up_state::UpState::remove(dir);
+    }
     let appview_result = match appview {
         Some(a) => {
             let _ = a.stop.send(());

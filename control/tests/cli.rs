@@ -263,7 +263,9 @@ fn relay_with_a_missing_config_names_the_file_and_the_reason_once() {
 
 /// `atelier up` (the README's quick start): the sandbox plus the AppView, which indexes a
 /// painting written to the sandbox PDS and serves it in the Atmosphere feed; a restart on
-/// the same data directory serves it again at once, from the persisted index.
+/// the same data directory serves it again at once, from the persisted index. Beside it:
+/// `atelier status` (all healthy), `atelier account create` (its app password publishes a
+/// painting that reaches the feed), `atelier down` (a clean stop), `status` when stopped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_runs_the_appview_over_the_sandbox() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -341,10 +343,99 @@ async fn up_runs_the_appview_over_the_sandbox() {
     );
     stop(child);
 
-    let (child, _, feed) = start();
+    let (mut child, pds, feed) = start();
     assert!(
-        feed_has(feed, painting.uri).await,
+        feed_has(feed.clone(), painting.uri).await,
         "still there after a restart"
     );
-    stop(child);
+
+    // `atelier status`: every service running and healthy.
+    let data = dir.path().to_str().expect("utf-8 path");
+    let status = atelier(&["status", "--json", "--data-dir", data]);
+    assert!(status.status.success(), "{status:?}");
+    let report: serde_json::Value = serde_json::from_slice(&status.stdout).expect("JSON");
+    let services: Vec<(&str, &str)> = report["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap_or(""),
+                s["health"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        services,
+        [
+            ("plc", "healthy"),
+            ("pds", "healthy"),
+            ("appview", "healthy")
+        ]
+    );
+
+    // `atelier account create`, then publish with its app password: the quick start.
+    let created = atelier(&["account", "create", "ada", "--data-dir", data]);
+    assert!(created.status.success(), "{created:?}");
+    let text = String::from_utf8_lossy(&created.stdout).into_owned();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_owned()))
+            .unwrap_or_else(|| panic!("{name} in {text}"))
+    };
+    let (handle, app_password) = (field("handle"), field("app password"));
+    assert_eq!(handle, "ada.test");
+    let http = reqwest::Client::new();
+    let session: serde_json::Value = http
+        .post(format!("{pds}/xrpc/com.atproto.server.createSession"))
+        .json(&serde_json::json!({"identifier": handle, "password": app_password}))
+        .send()
+        .await
+        .expect("createSession")
+        .json()
+        .await
+        .expect("JSON");
+    let did = session["did"]
+        .as_str()
+        .expect("signed in with the app password");
+    let created: serde_json::Value = http
+        .post(format!("{pds}/xrpc/com.atproto.repo.createRecord"))
+        .bearer_auth(session["accessJwt"].as_str().expect("token"))
+        .json(&serde_json::json!({
+            "repo": did,
+            "collection": "computer.aesthetic.painting",
+            "record": {
+                "$type": "computer.aesthetic.painting",
+                "slug": "2026.12.06.10.00.00.000",
+                "code": "ada",
+                "imageUrl": "https://aesthetic.computer/media/paintings/ada",
+                "when": "2026-12-06T10:00:00.000Z",
+                "ref": "6710f0c2a3b4c5d6e7f80912",
+            },
+        }))
+        .send()
+        .await
+        .expect("createRecord")
+        .json()
+        .await
+        .expect("JSON");
+    let uri = created["uri"].as_str().expect("record URI").to_owned();
+    assert!(feed_has(feed, uri).await, "ada's painting reaches the feed");
+
+    // `atelier down` stops it cleanly; then `status` says so and fails.
+    let down = atelier(&["down", "--data-dir", data]);
+    assert!(down.status.success(), "{down:?}");
+    let exit = child.wait().expect("wait");
+    assert!(exit.success(), "a clean stop: {exit}");
+    let status = atelier(&["status", "--data-dir", data]);
+    assert!(!status.status.success());
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("not running"),
+        "{status:?}"
+    );
+    let again = atelier(&["account", "create", "bob", "--data-dir", data]);
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("no `atelier up` is running"),
+        "{again:?}"
+    );
 }

@@ -1,0 +1,211 @@
+//! `atelier status`, `atelier down` and `atelier account create`: commands that act on a
+//! running `atelier up` through its state file ([`crate::up_state`]).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rand::RngCore as _;
+use serde_json::{Value, json};
+
+use crate::up_state::{self, UpState};
+
+/// Which `atelier up` to talk to.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Target {
+    /// The data directory of that `up` (default: ATELIER_HOME/sandbox, as `up` uses).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Target {
+    fn dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| atelier_sandbox::Runtime::home().join("sandbox"))
+    }
+}
+
+/// Options of `atelier status`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Print JSON (`{"running", "pid", "startedAt", "services": [...]}`).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `atelier account` subcommands.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum AccountCommand {
+    /// Create an account on the running sandbox's PDS (handle NAME.test) and print its
+    /// DID, handle, password and an app password to publish with.
+    Create(AccountArgs),
+}
+
+/// Options of `atelier account create`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AccountArgs {
+    /// The account's name: its handle is NAME.test.
+    pub name: String,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+fn not_running(dir: &Path) -> anyhow::Error {
+    anyhow::anyhow!(
+        "no `atelier up` is running with data in {} (start one with `atelier up`, or pass --data-dir)",
+        dir.display()
+    )
+}
+
+/// Prints each service's state and health; fails (exit 1) unless all are healthy.
+pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
+    let dir = args.target.dir();
+    let Some(state) = UpState::read(&dir)? else {
+        if args.json {
+            println!("{}", json!({"running": false, "services": []}));
+        } else {
+            println!("atelier up is not running (data: {})", dir.display());
+        }
+        anyhow::bail!("not running");
+    };
+    let rows = up_state::check(&state).await;
+    let healthy = rows.iter().all(|r| r.health == "healthy");
+    if args.json {
+        let body = json!({
+            "running": true,
+            "pid": state.pid,
+            "startedAt": state.started_at,
+            "services": rows,
+        });
+        println!("{}", serde_json::to_string_pretty(&body)?);
+    } else {
+        println!(
+            "atelier up: running (pid {}, since {})",
+            state.pid, state.started_at
+        );
+        println!("{:<10} {:<9} {:<28} URL", "SERVICE", "STATE", "HEALTH");
+        for r in &rows {
+            println!("{:<10} {:<9} {:<28} {}", r.name, r.state, r.health, r.url);
+        }
+    }
+    if !healthy {
+        anyhow::bail!("a service is unhealthy");
+    }
+    Ok(())
+}
+
+/// How long `down` waits for `up` to stop before giving up.
+const DOWN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Stops the running `atelier up` (SIGTERM, then waits for it to exit).
+pub async fn down(target: Target) -> anyhow::Result<()> {
+    let dir = target.dir();
+    let Some(state) = UpState::read(&dir)? else {
+        println!("atelier up is not running (data: {})", dir.display());
+        return Ok(());
+    };
+    let pid = i32::try_from(state.pid).context("pid out of range")?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .with_context(|| format!("signalling atelier up (pid {pid})"))?;
+    eprintln!("Stopping atelier up (pid {pid})...");
+    let deadline = Instant::now() + DOWN_TIMEOUT;
+    while up_state::alive(state.pid) {
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "atelier up (pid {pid}) did not stop within {DOWN_TIMEOUT:?}; see its logs in {}/logs",
+                dir.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("Stopped.");
+    Ok(())
+}
+
+/// Runs an `atelier account` subcommand.
+pub async fn account(command: AccountCommand) -> anyhow::Result<()> {
+    match command {
+        AccountCommand::Create(args) => create_account(args).await,
+    }
+}
+
+async fn create_account(args: AccountArgs) -> anyhow::Result<()> {
+    let dir = args.target.dir();
+    let state = UpState::read(&dir)?.ok_or_else(|| not_running(&dir))?;
+    let pds = state
+        .url("pds")
+        .context("the running atelier up has no PDS")?
+        .trim_end_matches('/')
+        .to_owned();
+    let mut bytes = [0u8; 18];
+    rand::rng().fill_bytes(&mut bytes);
+    let password = data_encoding::BASE64URL_NOPAD.encode(&bytes);
+    let handle = format!("{}.test", args.name.to_ascii_lowercase());
+    let http = reqwest::Client::new();
+    let session = xrpc(
+        &http,
+        &pds,
+        "com.atproto.server.createAccount",
+        None,
+        &json!({"handle": handle, "email": format!("{}@example.com", args.name), "password": password}),
+    )
+    .await?;
+    let access = session["accessJwt"].as_str().unwrap_or_default().to_owned();
+    let app = xrpc(
+        &http,
+        &pds,
+        "com.atproto.server.createAppPassword",
+        Some(&access),
+        &json!({"name": "atelier"}),
+    )
+    .await?;
+    println!("Account created on {pds}");
+    println!(
+        "  handle        {}",
+        session["handle"].as_str().unwrap_or(&handle)
+    );
+    println!("  did           {}", session["did"].as_str().unwrap_or("?"));
+    println!("  password      {password}");
+    println!(
+        "  app password  {}",
+        app["password"].as_str().unwrap_or("?")
+    );
+    println!(
+        "Sign in with the handle and the app password to publish (docs/atproto-integration.md)."
+    );
+    Ok(())
+}
+
+/// POSTs an XRPC procedure; an XRPC error becomes an error naming the method.
+async fn xrpc(
+    http: &reqwest::Client,
+    pds: &str,
+    method: &str,
+    bearer: Option<&str>,
+    body: &Value,
+) -> anyhow::Result<Value> {
+    let mut request = http.post(format!("{pds}/xrpc/{method}")).json(body);
+    if let Some(token) = bearer {
+        request = request.bearer_auth(token);
+    }
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("{method} on {pds}"))?;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        anyhow::bail!(
+            "{method}: {} ({})",
+            body["message"].as_str().unwrap_or("no message"),
+            body["error"].as_str().unwrap_or(status.as_str())
+        );
+    }
+    Ok(body)
+}
