@@ -43,6 +43,8 @@ enum Command {
     Status(crate::up_cmd::StatusArgs),
     /// Stop a running `atelier up` cleanly.
     Down(crate::up_cmd::Target),
+    /// Print the sandbox services' logs (`-f` to follow).
+    Logs(crate::up_cmd::LogsArgs),
     /// Accounts on the running sandbox's PDS.
     Account {
         #[command(subcommand)]
@@ -141,6 +143,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Status(args) => runtime()?.block_on(crate::up_cmd::status(args)),
         Command::Down(target) => runtime()?.block_on(crate::up_cmd::down(target)),
+        Command::Logs(args) => runtime()?.block_on(crate::up_cmd::logs(args)),
         Command::Account { command } => runtime()?.block_on(crate::up_cmd::account(command)),
         Command::Init(args) => crate::config::command::run_init(&args),
         Command::Check(args) => crate::config::command::run_check(&args),

@@ -1,5 +1,6 @@
-//! `atelier status`, `atelier down` and `atelier account create`: commands that act on a
-//! running `atelier up` through its state file ([`crate::up_state`]).
+//! `atelier status`, `atelier down`, `atelier logs` and `atelier account create`: commands
+//! that act on a running `atelier up` through its state file ([`crate::up_state`]) and its
+//! data directory.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -208,4 +209,91 @@ async fn xrpc(
         );
     }
     Ok(body)
+}
+
+/// Options of `atelier logs`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogsArgs {
+    /// `plc` or `pds` (default: both).
+    pub service: Option<String>,
+    /// Keep printing new lines as they are written (until Ctrl-C).
+    #[arg(short, long)]
+    pub follow: bool,
+    /// How many of the last lines to print first.
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 50)]
+    pub lines: usize,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+/// The services whose logs `up` keeps under `DATA_DIR/logs/`.
+const LOGGED: [&str; 2] = ["plc", "pds"];
+
+/// Prints the last lines of the services' logs (each line prefixed by its service when
+/// there are several), then with `--follow` what they write next.
+pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
+    let dir = args.target.dir().join("logs");
+    let services: Vec<&str> = match args.service.as_deref() {
+        None => LOGGED.to_vec(),
+        Some(s) if LOGGED.contains(&s) => vec![s],
+        Some(other) => anyhow::bail!(
+            "no logs for `{other}`: the services with log files are {} (the AppView logs to atelier up's own output)",
+            LOGGED.join(", ")
+        ),
+    };
+    let prefix = services.len() > 1;
+    let mut offsets = Vec::new();
+    for service in &services {
+        let path = dir.join(format!("{service}.log"));
+        let text = std::fs::read(&path).with_context(|| {
+            format!(
+                "reading {} (has `atelier up` run with this data directory?)",
+                path.display()
+            )
+        })?;
+        let text = String::from_utf8_lossy(&text);
+        let lines: Vec<&str> = text.lines().collect();
+        for line in &lines[lines.len().saturating_sub(args.lines)..] {
+            print_line(prefix, service, line);
+        }
+        offsets.push((path, text.len() as u64));
+    }
+    if !args.follow {
+        return Ok(());
+    }
+    let mut stop = std::pin::pin!(crate::relay_cmd::interrupted()?);
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = &mut stop => return Ok(()),
+            _ = tick.tick() => {}
+        }
+        for ((path, offset), service) in offsets.iter_mut().zip(&services) {
+            let Ok(bytes) = std::fs::read(path.as_path()) else {
+                continue;
+            };
+            let len = bytes.len() as u64;
+            if len < *offset {
+                // Rotated or truncated: start over.
+                *offset = 0;
+            }
+            let start = usize::try_from(*offset).unwrap_or(0);
+            let Some(end) = bytes[start..].iter().rposition(|b| *b == b'\n') else {
+                continue;
+            };
+            let fresh = String::from_utf8_lossy(&bytes[start..start + end + 1]);
+            for line in fresh.lines() {
+                print_line(prefix, service, line);
+            }
+            *offset = (start + end + 1) as u64;
+        }
+    }
+}
+
+fn print_line(prefix: bool, service: &str, line: &str) {
+    if prefix {
+        println!("{service:<4} | {line}");
+    } else {
+        println!("{line}");
+    }
 }

@@ -422,6 +422,22 @@ async fn up_runs_the_appview_over_the_sandbox() {
     let uri = created["uri"].as_str().expect("record URI").to_owned();
     assert!(feed_has(feed, uri).await, "ada's painting reaches the feed");
 
+    // `atelier logs`: the services' log lines, one service or both (prefixed).
+    let logs = atelier(&["logs", "pds", "-n", "3", "--data-dir", data]);
+    assert!(logs.status.success(), "{logs:?}");
+    let text = String::from_utf8_lossy(&logs.stdout).into_owned();
+    assert_eq!(text.lines().count(), 3, "{text}");
+    let both = atelier(&["logs", "--data-dir", data]);
+    let text = String::from_utf8_lossy(&both.stdout).into_owned();
+    assert!(
+        text.lines().any(|l| l.starts_with("plc  | "))
+            && text.lines().any(|l| l.starts_with("pds  | ")),
+        "{text}"
+    );
+    let bad = atelier(&["logs", "relay", "--data-dir", data]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no logs for `relay`"));
+
     // `atelier down` stops it cleanly; then `status` says so and fails.
     let down = atelier(&["down", "--data-dir", data]);
     assert!(down.status.success(), "{down:?}");
