@@ -31,12 +31,7 @@ fn backfill(config: &Path, extra: &[&str]) -> (bool, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfill_command_indexes_the_source_host() {
     let sandbox = Sandbox::start().await.expect("sandbox starts");
-    let plc_port = sandbox
-        .plc_url()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.trim_end_matches('/').parse::<u16>().ok())
-        .expect("the PLC URL has a port");
+    let plc_port = sandbox.plc_port();
     let mut expected = Vec::new();
     for name in ["ada", "bob"] {
         let account = sandbox.create_account(name).await.expect("account");

@@ -95,12 +95,7 @@ async fn whole_feed(http: &reqwest::Client, addr: &str) -> Vec<(String, String)>
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_during_ingest_loses_and_duplicates_nothing() {
     let sandbox = Sandbox::start().await.expect("sandbox starts");
-    let plc_port = sandbox
-        .plc_url()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.trim_end_matches('/').parse::<u16>().ok())
-        .expect("the PLC URL has a port");
+    let plc_port = sandbox.plc_port();
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("atelier.yaml");
     std::fs::write(

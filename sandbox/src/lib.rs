@@ -229,6 +229,17 @@ impl Sandbox {
         &self.plc_url
     }
 
+    /// The PLC directory's port on 127.0.0.1 (for an `atelier.yaml` that names it:
+    /// `services.plc.port`).
+    pub fn plc_port(&self) -> u16 {
+        self.plc_url
+            .trim_end_matches('/')
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_default()
+    }
+
     /// The PDS's base URL, e.g. `http://localhost:41235` (the PDS's own idea of its
     /// hostname, as it appears in DID documents).
     pub fn pds_url(&self) -> &str {
