@@ -74,6 +74,35 @@ async fn start_appview(sandbox: &Sandbox, listen: SocketAddr) -> anyhow::Result<
     Ok(AppView { addr, stop, task })
 }
 
+/// What `atelier up` writes for `status`, `down`, `logs` and `account create`.
+fn up_state(sandbox: &Sandbox, appview: SocketAddr, started_at: &str) -> crate::up_state::UpState {
+    let [plc, pds] = sandbox.services();
+    let child = |name: &str, url: &str, health: &str, (_, pid, restarts): (&str, u32, u32)| {
+        crate::up_state::ServiceUrl {
+            name: name.into(),
+            url: url.to_owned(),
+            health: health.into(),
+            pid: Some(pid),
+            restarts,
+        }
+    };
+    crate::up_state::UpState {
+        pid: std::process::id(),
+        services: vec![
+            child("plc", sandbox.plc_url(), "/_health", plc),
+            child("pds", sandbox.pds_url(), "/xrpc/_health", pds),
+            crate::up_state::ServiceUrl {
+                name: "appview".into(),
+                url: format!("http://{appview}"),
+                health: "/xrpc/_health".into(),
+                pid: None,
+                restarts: 0,
+            },
+        ],
+        started_at: started_at.to_owned(),
+    }
+}
+
 /// Starts the sandbox, prints its URLs, and runs until Ctrl-C/SIGTERM or until a service
 /// dies (then exits with an error and the service's log).
 pub async fn run_pds(args: PdsArgs) -> anyhow::Result<()> {
@@ -120,33 +149,11 @@ pub async fn run_pds(args: PdsArgs) -> anyhow::Result<()> {
     );
     println!("Press Ctrl-C to stop.");
     // `atelier up` tells `status`, `down` and `account create` where it is.
+    let started_at =
+        atelier_appview::relay::service::rfc3339(atelier_appview::relay::jetstream::now_us());
     let state_dir = match (&appview, &args.data_dir) {
         (Some(a), Some(dir)) => {
-            let mut services = vec![
-                crate::up_state::ServiceUrl {
-                    name: "plc".into(),
-                    url: sandbox.plc_url().to_owned(),
-                    health: "/_health".into(),
-                },
-                crate::up_state::ServiceUrl {
-                    name: "pds".into(),
-                    url: sandbox.pds_url().to_owned(),
-                    health: "/xrpc/_health".into(),
-                },
-            ];
-            services.push(crate::up_state::ServiceUrl {
-                name: "appview".into(),
-                url: format!("http://{}", a.addr),
-                health: "/xrpc/_health".into(),
-            });
-            crate::up_state::UpState {
-                pid: std::process::id(),
-                services,
-                started_at: atelier_appview::relay::service::rfc3339(
-                    atelier_appview::relay::jetstream::now_us(),
-                ),
-            }
-            .write(dir)?;
+            up_state(&sandbox, a.addr, &started_at).write(dir)?;
             Some(dir.clone())
         }
         _ => None,
@@ -159,8 +166,17 @@ pub async fn run_pds(args: PdsArgs) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => break None,
             _ = term.recv() => break None,
             _ = check.tick() => {
-                if !sandbox.is_running() {
-                    break Some("a sandbox service exited unexpectedly".to_owned());
+                // A service that died is started again (with backoff); a crash loop ends
+                // `up` with the service's log.
+                match sandbox.supervise().await {
+                    Ok(restarted) if !restarted.is_empty() => {
+                        eprintln!("Restarted: {}.", restarted.join(", "));
+                        if let (Some(dir), Some(a)) = (&state_dir, &appview) {
+                            up_state(&sandbox, a.addr, &started_at).write(dir)?;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => break Some(e.to_string()),
                 }
                 if appview.as_ref().is_some_and(|a| a.task.is_finished()) {
                     break Some("the AppView stopped".to_owned());

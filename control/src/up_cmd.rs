@@ -87,9 +87,16 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
             "atelier up: running (pid {}, since {})",
             state.pid, state.started_at
         );
-        println!("{:<10} {:<9} {:<28} URL", "SERVICE", "STATE", "HEALTH");
+        println!(
+            "{:<10} {:<9} {:<28} {:<8} {:<9} URL",
+            "SERVICE", "STATE", "HEALTH", "PID", "RESTARTS"
+        );
         for r in &rows {
-            println!("{:<10} {:<9} {:<28} {}", r.name, r.state, r.health, r.url);
+            let pid = r.pid.map_or_else(|| "-".to_owned(), |p| p.to_string());
+            println!(
+                "{:<10} {:<9} {:<28} {:<8} {:<9} {}",
+                r.name, r.state, r.health, pid, r.restarts, r.url
+            );
         }
     }
     if !healthy {

@@ -38,6 +38,12 @@ pub struct ServiceUrl {
     pub url: String,
     /// Its health check path (GET; 200 means healthy).
     pub health: String,
+    /// Its own process, when it runs as a child of `up` (not for in-process services).
+    #[serde(default)]
+    pub pid: Option<u32>,
+    /// How often the supervisor has restarted it.
+    #[serde(default)]
+    pub restarts: u32,
 }
 
 impl UpState {
@@ -129,6 +135,10 @@ pub struct ServiceStatus {
     pub health: String,
     /// Its URL.
     pub url: String,
+    /// Its process, when it runs as a child of `up`.
+    pub pid: Option<u32>,
+    /// How often the supervisor has restarted it.
+    pub restarts: u32,
 }
 
 /// Checks every service of `state`.
@@ -151,6 +161,8 @@ pub async fn check(state: &UpState) -> Vec<ServiceStatus> {
             state: "running",
             health,
             url: s.url.clone(),
+            pid: s.pid,
+            restarts: s.restarts,
         });
     }
     out

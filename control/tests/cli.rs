@@ -455,3 +455,109 @@ async fn up_runs_the_appview_over_the_sandbox() {
         "{again:?}"
     );
 }
+
+/// Reads `atelier status --json` for the `up` using `data`, if it answers.
+fn status_json(data: &str) -> Option<serde_json::Value> {
+    let out = atelier(&["status", "--json", "--data-dir", data]);
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+/// The PDS row of a status report.
+fn pds_row(report: &serde_json::Value) -> serde_json::Value {
+    report["services"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == "pds"))
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The supervisor: a PDS killed with SIGKILL is started again and `status` counts the
+/// restart; a PDS that cannot start (its port taken) is retried with backoff until the
+/// crash-loop limit, then `up` stops and says which service and why.
+#[test]
+fn up_restarts_a_killed_pds_and_gives_up_on_a_crash_loop() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    let data = data_dir.to_str().expect("utf-8 path").to_owned();
+    let stderr_path = dir.path().join("up.stderr");
+    let mut child = Command::new(ATELIER)
+        .args(["up", "--appview-port", "0", "--data-dir", &data])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
+        .spawn()
+        .expect("atelier up starts");
+    let wait_for = |what: &str, check: &dyn Fn(&serde_json::Value) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some(report) = status_json(&data)
+                && check(&report)
+            {
+                return report;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; up's stderr:\n{}",
+                std::fs::read_to_string(&stderr_path).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let healthy = |r: &serde_json::Value| {
+        r["services"]
+            .as_array()
+            .is_some_and(|s| s.len() == 3 && s.iter().all(|s| s["health"] == "healthy"))
+    };
+    let report = wait_for("up to be healthy", &healthy);
+    let first = pds_row(&report);
+    let pid = first["pid"]
+        .as_u64()
+        .expect("the PDS runs as a child with a pid") as i32;
+    assert_eq!(first["restarts"], 0);
+
+    kill(Pid::from_raw(pid), Signal::SIGKILL).expect("kill -9 the PDS");
+    let report = wait_for("the PDS to be restarted", &|r| {
+        healthy(r) && pds_row(r)["restarts"] == 1
+    });
+    let again = pds_row(&report);
+    let new_pid = again["pid"].as_u64().expect("pid") as i32;
+    assert_ne!(new_pid, pid, "a new process");
+
+    // Take the PDS's port, then kill it: every restart fails until the limit.
+    let port: u16 = again["url"]
+        .as_str()
+        .and_then(|u| u.rsplit(':').next())
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .expect("the PDS URL has a port");
+    kill(Pid::from_raw(new_pid), Signal::SIGKILL).expect("kill -9 the PDS again");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let _squatter = loop {
+        match std::net::TcpListener::bind(("127.0.0.1", port)) {
+            Ok(listener) => break listener,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "binding {port}: {e}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "up gives up on a crash loop in time"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(!status.success(), "a crash loop is a failure: {status}");
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    assert!(
+        stderr.contains(&format!(
+            "pds exited {} times within",
+            atelier_sandbox::CRASH_LIMIT
+        )),
+        "{stderr}"
+    );
+    assert!(status_json(&data).is_some_and(|r| r["running"] == false));
+}

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 pub use account::{Account, BlobRef, CreatedRecord};
 pub use postgres::PgCluster;
+pub use process::{CRASH_LIMIT, CRASH_WINDOW};
 pub use runtime::Runtime;
 
 use process::Service;
@@ -63,6 +64,21 @@ pub enum SandboxError {
         /// Why it is considered failed.
         reason: String,
         /// The end of its log, to see why.
+        log_tail: String,
+    },
+    /// A service died too often to be restarted again.
+    #[error(
+        "{service} exited {deaths} times within {} s; it is not restarted again. Last lines of its log:\n{log_tail}",
+        window.as_secs()
+    )]
+    CrashLoop {
+        /// `plc` or `pds`.
+        service: &'static str,
+        /// Deaths within the window.
+        deaths: usize,
+        /// The window.
+        window: Duration,
+        /// The end of its log.
         log_tail: String,
     },
     /// An HTTP request to a sandbox service failed.
@@ -279,6 +295,44 @@ impl Sandbox {
             self.pds.log_path().display(),
             self.pds.log_tail(lines)
         )
+    }
+
+    /// Restarts whichever service has died (after its backoff; see [`CRASH_LIMIT`]) and
+    /// returns the names of those restarted and healthy again. Call it every half second
+    /// or so; it returns at once when both run.
+    ///
+    /// # Errors
+    /// [`SandboxError::CrashLoop`] when a service has died [`CRASH_LIMIT`] times within
+    /// [`CRASH_WINDOW`].
+    pub async fn supervise(&mut self) -> Result<Vec<&'static str>, SandboxError> {
+        let mut restarted = Vec::new();
+        let plc_health = format!("{}/_health", self.plc_url);
+        if self
+            .plc
+            .supervise(&self.http, &plc_health, HEALTH_TIMEOUT)
+            .await?
+            == process::Supervised::Restarted
+        {
+            restarted.push("plc");
+        }
+        let pds_health = format!("{}/xrpc/_health", self.pds_url);
+        if self
+            .pds
+            .supervise(&self.http, &pds_health, HEALTH_TIMEOUT)
+            .await?
+            == process::Supervised::Restarted
+        {
+            restarted.push("pds");
+        }
+        Ok(restarted)
+    }
+
+    /// Each service's name, process id and restarts so far.
+    pub fn services(&self) -> [(&'static str, u32, u32); 2] {
+        [
+            ("plc", self.plc.pid(), self.plc.restarts),
+            ("pds", self.pds.pid(), self.pds.restarts),
+        ]
     }
 
     /// Whether both processes are still running.

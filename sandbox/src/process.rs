@@ -1,6 +1,13 @@
 //! One supervised Node child process (the PLC or the PDS) with its log file.
+//!
+//! A [`Service`] remembers how it was started, so the supervisor
+//! ([`crate::Sandbox::supervise`]) can start it again after it dies: with exponential
+//! backoff (1 s, 2 s, 4 s, ...), and not at all once it has died [`CRASH_LIMIT`] times
+//! within [`CRASH_WINDOW`] (a crash loop, reported with the end of its log).
 
+use std::collections::VecDeque;
 use std::fs::File;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,12 +17,39 @@ use nix::unistd::Pid;
 
 use crate::{Runtime, SandboxError, poll_health};
 
+/// Deaths within [`CRASH_WINDOW`] after which a service is not restarted again.
+pub const CRASH_LIMIT: usize = 5;
+/// The window [`CRASH_LIMIT`] counts deaths in.
+pub const CRASH_WINDOW: Duration = Duration::from_secs(120);
+/// The first restart's delay; each further death within the window doubles it.
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+
 /// A child process running one of the entry scripts in the runtime's `pds/` directory.
 #[derive(Debug)]
 pub(crate) struct Service {
     name: &'static str,
     child: Child,
     log: PathBuf,
+    runtime: Runtime,
+    script: String,
+    env: Vec<(String, String)>,
+    /// Restarts so far.
+    pub(crate) restarts: u32,
+    /// When it died, recently (for the crash-loop limit).
+    deaths: VecDeque<Instant>,
+    /// When a dead service may be started again.
+    next_start: Option<Instant>,
+}
+
+/// What the supervisor did about one service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Supervised {
+    /// Running.
+    Running,
+    /// Dead; a restart is due at the given time.
+    Waiting,
+    /// Started again (and healthy).
+    Restarted,
 }
 
 impl Service {
@@ -28,38 +62,128 @@ impl Service {
         env: &[(&str, String)],
         log: &Path,
     ) -> Result<Service, SandboxError> {
-        let out = File::options()
-            .create(true)
-            .append(true)
-            .open(log)
-            .map_err(|e| SandboxError::io(format!("opening {}", log.display()), e))?;
-        let err = out
-            .try_clone()
-            .map_err(|e| SandboxError::io(format!("opening {}", log.display()), e))?;
-        let mut cmd = Command::new(runtime.node());
-        cmd.arg(runtime.pds_dir().join(script))
-            .current_dir(runtime.pds_dir())
-            .env("ATELIER_LISTEN_HOST", "127.0.0.1")
-            .env("NODE_ENV", "development")
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
-        for (key, value) in env {
-            cmd.env(key, value);
-        }
-        let child = cmd.spawn().map_err(|e| {
-            SandboxError::io(
-                format!("starting {} ({})", name, runtime.node().display()),
-                e,
-            )
-        })?;
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        let child = start(name, runtime, script, &env, log)?;
         Ok(Service {
             name,
             child,
             log: log.to_path_buf(),
+            runtime: runtime.clone(),
+            script: script.to_owned(),
+            env,
+            restarts: 0,
+            deaths: VecDeque::new(),
+            next_start: None,
         })
     }
 
+    /// The process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// If the process has died: notes the death and, when its backoff has passed, starts
+    /// it again and waits until `health_url` answers. A crash loop is an error.
+    pub(crate) async fn supervise(
+        &mut self,
+        http: &reqwest::Client,
+        health_url: &str,
+        timeout: Duration,
+    ) -> Result<Supervised, SandboxError> {
+        if self.next_start.is_none() {
+            let status = match self.child.try_wait() {
+                Ok(None) => return Ok(Supervised::Running),
+                Ok(Some(status)) => status.to_string(),
+                Err(e) => e.to_string(),
+            };
+            let now = Instant::now();
+            self.deaths.push_back(now);
+            while self
+                .deaths
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > CRASH_WINDOW)
+            {
+                self.deaths.pop_front();
+            }
+            if self.deaths.len() >= CRASH_LIMIT {
+                return Err(SandboxError::CrashLoop {
+                    service: self.name,
+                    deaths: self.deaths.len(),
+                    window: CRASH_WINDOW,
+                    log_tail: self.log_tail(40),
+                });
+            }
+            let shift = u32::try_from(self.deaths.len() - 1).unwrap_or(0).min(6);
+            let backoff = FIRST_BACKOFF * 2u32.pow(shift);
+            self.note(&format!(
+                "{} exited ({status}); starting it again in {backoff:?}",
+                self.name
+            ));
+            self.next_start = Some(now + backoff);
+        }
+        if self.next_start.is_some_and(|t| Instant::now() < t) {
+            return Ok(Supervised::Waiting);
+        }
+        self.next_start = None;
+        self.child = start(self.name, &self.runtime, &self.script, &self.env, &self.log)?;
+        match self.wait_healthy(http, health_url, timeout).await {
+            Ok(()) => {
+                self.restarts += 1;
+                Ok(Supervised::Restarted)
+            }
+            // Dead again (or killed for not answering): the next call counts the death.
+            Err(_) => Ok(Supervised::Waiting),
+        }
+    }
+
+    /// Appends a supervisor line to the service's log.
+    fn note(&self, line: &str) {
+        if let Ok(mut f) = File::options().append(true).open(&self.log) {
+            let _ = writeln!(f, "[atelier supervisor] {line}");
+        }
+    }
+}
+
+/// Starts `node SCRIPT` in the runtime's PDS directory with `env` added, stdout and
+/// stderr appended to `log`.
+fn start(
+    name: &'static str,
+    runtime: &Runtime,
+    script: &str,
+    env: &[(String, String)],
+    log: &Path,
+) -> Result<Child, SandboxError> {
+    let out = File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| SandboxError::io(format!("opening {}", log.display()), e))?;
+    let err = out
+        .try_clone()
+        .map_err(|e| SandboxError::io(format!("opening {}", log.display()), e))?;
+    let mut cmd = Command::new(runtime.node());
+    cmd.arg(runtime.pds_dir().join(script))
+        .current_dir(runtime.pds_dir())
+        .env("ATELIER_LISTEN_HOST", "127.0.0.1")
+        .env("NODE_ENV", "development")
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    cmd.spawn().map_err(|e| {
+        SandboxError::io(
+            format!("starting {} ({})", name, runtime.node().display()),
+            e,
+        )
+    })
+}
+
+impl Service {
     /// Waits until `url` answers 2xx. Fails early, with the log, if the process exits.
     pub(crate) async fn wait_healthy(
         &mut self,
