@@ -30,13 +30,19 @@ enum Command {
     /// the first, small `up`: the relay and admin console join it, driven by atelier.yaml,
     /// as they land.
     Up {
-        /// Where the sandbox keeps its data (default: ATELIER_HOME/sandbox).
+        /// Run what this atelier.yaml configures (sandbox profile): the PLC and PDS on its
+        /// ports, its relay if it has one, and its AppView (through the relay when there
+        /// is one). Default: ./atelier.yaml when it exists, else the built-in sandbox.
+        #[arg(long, value_name = "FILE", conflicts_with = "data_dir")]
+        config: Option<PathBuf>,
+        /// Where the sandbox keeps its data (default: ATELIER_HOME/sandbox, or
+        /// DATA_DIR/sandbox from atelier.yaml).
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
         /// Port of the AppView on 127.0.0.1 (0: any free port; a taken port falls back
-        /// to a free one).
-        #[arg(long, value_name = "PORT", default_value_t = 2584)]
-        appview_port: u16,
+        /// to a free one). Default 2584, or `services.appview.port`.
+        #[arg(long, value_name = "PORT")]
+        appview_port: Option<u16>,
     },
     /// Show whether `atelier up` is running and each service's health and URL (exit 1
     /// unless all are healthy).
@@ -129,18 +135,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Up {
+            config,
             data_dir,
             appview_port,
-        } => {
-            let data_dir =
-                data_dir.unwrap_or_else(|| atelier_sandbox::Runtime::home().join("sandbox"));
-            runtime()?.block_on(crate::dev::run_pds(crate::dev::PdsArgs {
-                data_dir: Some(data_dir),
-                plc_port: None,
-                pds_port: None,
-                appview: Some(std::net::SocketAddr::from(([127, 0, 0, 1], appview_port))),
-            }))
-        }
+        } => runtime()?.block_on(crate::dev::run_pds(crate::up_cmd::up_args(
+            config,
+            data_dir,
+            appview_port,
+        )?)),
         Command::Status(args) => runtime()?.block_on(crate::up_cmd::status(args)),
         Command::Down(target) => runtime()?.block_on(crate::up_cmd::down(target)),
         Command::Logs(args) => runtime()?.block_on(crate::up_cmd::logs(args)),

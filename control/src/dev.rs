@@ -25,6 +25,54 @@ pub struct PdsArgs {
     /// Also run the AppView here, following the sandbox PDS (`atelier up`).
     #[arg(skip)]
     pub appview: Option<SocketAddr>,
+    /// `atelier up` from an atelier.yaml: the AppView's configuration, and the relay's.
+    #[arg(skip)]
+    pub from_config: Option<Box<FromConfig>>,
+}
+
+/// The services an `atelier.yaml` adds to the sandbox (its `services.appview` and
+/// `services.relay` sections).
+#[derive(Debug, Clone)]
+pub struct FromConfig {
+    /// The AppView, as the file configures it (store, source).
+    pub appview: atelier_appview::service::AppViewConfig,
+    /// The relay, if the file has one. With no upstreams it follows the sandbox PDS.
+    pub relay: Option<atelier_relay::service::RelayConfig>,
+}
+
+/// The relay running beside the sandbox.
+struct Relay {
+    addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), atelier_relay::service::RelayError>>,
+}
+
+/// Starts the relay on its configured address, following the sandbox PDS when it has no
+/// upstreams, with loopback allowed and the sandbox PLC.
+async fn start_relay(
+    sandbox: &Sandbox,
+    mut config: atelier_relay::service::RelayConfig,
+) -> anyhow::Result<Relay> {
+    if config.upstreams.is_empty() {
+        config
+            .upstreams
+            .push(atelier_relay::service::UpstreamConfig {
+                url: sandbox.subscribe_repos_url(None),
+                kind: atelier_relay::service::UpstreamKind::Pds,
+                trusted: false,
+            });
+    }
+    config.allow_loopback = true;
+    config.plc_url = sandbox.plc_url().to_owned();
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {} (services.relay.listen)", config.listen))?;
+    let addr = listener.local_addr().context("reading the relay address")?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(atelier_relay::service::run(config, listener, async move {
+        let _ = stopped.await;
+    }));
+    Ok(Relay { addr, stop, task })
 }
 
 /// The AppView running beside the sandbox.
@@ -34,9 +82,14 @@ struct AppView {
     task: tokio::task::JoinHandle<Result<(), atelier_appview::AppViewError>>,
 }
 
-/// Starts the AppView on `listen` (or any free port if it is taken), indexing the sandbox
-/// PDS from its first event into `DATA/appview/index.sqlite`.
-async fn start_appview(sandbox: &Sandbox, listen: SocketAddr) -> anyhow::Result<AppView> {
+/// Starts the AppView on `listen` (or any free port if it is taken): as `configured` says,
+/// or by default indexing the sandbox PDS into `DATA/appview/index.sqlite`; either way
+/// from the source's first event.
+async fn start_appview(
+    sandbox: &Sandbox,
+    listen: SocketAddr,
+    configured: Option<atelier_appview::service::AppViewConfig>,
+) -> anyhow::Result<AppView> {
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
@@ -53,16 +106,29 @@ async fn start_appview(sandbox: &Sandbox, listen: SocketAddr) -> anyhow::Result<
     let addr = listener
         .local_addr()
         .context("reading the AppView address")?;
-    let mut ingest = atelier_appview::ingest::IngestConfig::new(sandbox.subscribe_repos_url(None));
-    ingest.plc_url = sandbox.plc_url().to_owned();
-    ingest.allow_loopback = true;
-    ingest.initial_cursor = Some(0);
-    let config = atelier_appview::service::AppViewConfig::new(
-        atelier_appview::store::StoreLocation::Sqlite(
-            sandbox.data_dir().join("appview").join("index.sqlite"),
-        ),
-        Some(ingest),
-    );
+    let config = match configured {
+        Some(mut config) => {
+            if let Some(ingest) = &mut config.ingest {
+                ingest.plc_url = sandbox.plc_url().to_owned();
+                ingest.allow_loopback = true;
+                ingest.initial_cursor = Some(0);
+            }
+            config
+        }
+        None => {
+            let mut ingest =
+                atelier_appview::ingest::IngestConfig::new(sandbox.subscribe_repos_url(None));
+            ingest.plc_url = sandbox.plc_url().to_owned();
+            ingest.allow_loopback = true;
+            ingest.initial_cursor = Some(0);
+            atelier_appview::service::AppViewConfig::new(
+                atelier_appview::store::StoreLocation::Sqlite(
+                    sandbox.data_dir().join("appview").join("index.sqlite"),
+                ),
+                Some(ingest),
+            )
+        }
+    };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(atelier_appview::service::run(
         config,
@@ -75,7 +141,12 @@ async fn start_appview(sandbox: &Sandbox, listen: SocketAddr) -> anyhow::Result<
 }
 
 /// What `atelier up` writes for `status`, `down`, `logs` and `account create`.
-fn up_state(sandbox: &Sandbox, appview: SocketAddr, started_at: &str) -> crate::up_state::UpState {
+fn up_state(
+    sandbox: &Sandbox,
+    appview: SocketAddr,
+    relay: Option<SocketAddr>,
+    started_at: &str,
+) -> crate::up_state::UpState {
     let [plc, pds] = sandbox.services();
     let child = |name: &str, url: &str, health: &str, (_, pid, restarts): (&str, u32, u32)| {
         crate::up_state::ServiceUrl {
@@ -86,19 +157,22 @@ fn up_state(sandbox: &Sandbox, appview: SocketAddr, started_at: &str) -> crate::
             restarts,
         }
     };
+    let in_process = |name: &str, addr: SocketAddr| crate::up_state::ServiceUrl {
+        name: name.into(),
+        url: format!("http://{addr}"),
+        health: "/xrpc/_health".into(),
+        pid: None,
+        restarts: 0,
+    };
+    let mut services = vec![
+        child("plc", sandbox.plc_url(), "/_health", plc),
+        child("pds", sandbox.pds_url(), "/xrpc/_health", pds),
+    ];
+    services.extend(relay.map(|addr| in_process("relay", addr)));
+    services.push(in_process("appview", appview));
     crate::up_state::UpState {
         pid: std::process::id(),
-        services: vec![
-            child("plc", sandbox.plc_url(), "/_health", plc),
-            child("pds", sandbox.pds_url(), "/xrpc/_health", pds),
-            crate::up_state::ServiceUrl {
-                name: "appview".into(),
-                url: format!("http://{appview}"),
-                health: "/xrpc/_health".into(),
-                pid: None,
-                restarts: 0,
-            },
-        ],
+        services,
         started_at: started_at.to_owned(),
     }
 }
@@ -117,16 +191,30 @@ pub async fn run_pds(args: PdsArgs) -> anyhow::Result<()> {
         runtime: None,
     })
     .await?;
-    let appview = match args.appview {
-        Some(listen) => Some(start_appview(&sandbox, listen).await?),
+    let from_config = args.from_config.clone();
+    let relay = match from_config.as_ref().and_then(|c| c.relay.clone()) {
+        Some(config) => Some(start_relay(&sandbox, config).await?),
         None => None,
     };
+    let appview = match args.appview {
+        Some(listen) => {
+            Some(start_appview(&sandbox, listen, from_config.map(|c| c.appview.clone())).await?)
+        }
+        None => None,
+    };
+    let relay_addr = relay.as_ref().map(|r| r.addr);
 
     let data = sandbox.data_dir().display().to_string();
     println!("Sandbox network is up.");
     println!("  PLC       {}", sandbox.plc_url());
     println!("  PDS       {}", sandbox.pds_url());
     println!("  firehose  {}", sandbox.subscribe_repos_url(None));
+    if let Some(r) = &relay {
+        println!(
+            "  relay     ws://{}/xrpc/com.atproto.sync.subscribeRepos",
+            r.addr
+        );
+    }
     if let Some(a) = &appview {
         println!(
             "  AppView   http://{}/xrpc/computer.aesthetic.feed.getAtmosphere",
@@ -153,7 +241,7 @@ pub async fn run_pds(args: PdsArgs) -> anyhow::Result<()> {
         atelier_appview::relay::service::rfc3339(atelier_appview::relay::jetstream::now_us());
     let state_dir = match (&appview, &args.data_dir) {
         (Some(a), Some(dir)) => {
-            up_state(&sandbox, a.addr, &started_at).write(dir)?;
+            up_state(&sandbox, a.addr, relay_addr, &started_at).write(dir)?;
             Some(dir.clone())
         }
         _ => None,
@@ -172,7 +260,7 @@ pub async fn run_pds(args: PdsArgs) -> anyhow::Result<()> {
                     Ok(restarted) if !restarted.is_empty() => {
                         eprintln!("Restarted: {}.", restarted.join(", "));
                         if let (Some(dir), Some(a)) = (&state_dir, &appview) {
-                            up_state(&sandbox, a.addr, &started_at).write(dir)?;
+                            up_state(&sandbox, a.addr, relay_addr, &started_at).write(dir)?;
                         }
                     }
                     Ok(_) => {}
@@ -180,6 +268,9 @@ pub async fn run_pds(args: PdsArgs) -> anyhow::Result<()> {
                 }
                 if appview.as_ref().is_some_and(|a| a.task.is_finished()) {
                     break Some("the AppView stopped".to_owned());
+                }
+                if relay.as_ref().is_some_and(|r| r.task.is_finished()) {
+                    break Some("the relay stopped".to_owned());
                 }
             }
         }
@@ -195,11 +286,19 @@ pub async fn run_pds(args: PdsArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let relay_result = match relay {
+        Some(r) => {
+            let _ = r.stop.send(());
+            Some(r.task.await)
+        }
+        None => None,
+    };
     if let Some(what) = died {
         let logs = sandbox.logs(40);
         drop(sandbox);
-        let cause = match appview_result {
-            Some(Ok(Err(e))) => format!(": {e}"),
+        let cause = match (appview_result, relay_result) {
+            (Some(Ok(Err(e))), _) => format!(": {e}"),
+            (_, Some(Ok(Err(e)))) => format!(": {e}"),
             _ => String::new(),
         };
         anyhow::bail!("{what}{cause}\n{logs}");
@@ -207,6 +306,9 @@ pub async fn run_pds(args: PdsArgs) -> anyhow::Result<()> {
     sandbox.shutdown().await;
     if let Some(result) = appview_result {
         result.context("the AppView task")??;
+    }
+    if let Some(result) = relay_result {
+        result.context("the relay task")??;
     }
     eprintln!("Stopped.");
     Ok(())

@@ -14,17 +14,87 @@ use crate::up_state::{self, UpState};
 /// Which `atelier up` to talk to.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Target {
-    /// The data directory of that `up` (default: ATELIER_HOME/sandbox, as `up` uses).
+    /// The data directory of that `up` (default: as `up` chooses it: DATA_DIR/sandbox of
+    /// ./atelier.yaml when it exists, else ATELIER_HOME/sandbox).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// The atelier.yaml that `up` ran from.
+    #[arg(long, value_name = "FILE", conflicts_with = "data_dir")]
+    pub config: Option<PathBuf>,
 }
 
 impl Target {
     fn dir(&self) -> PathBuf {
-        self.data_dir
-            .clone()
-            .unwrap_or_else(|| atelier_sandbox::Runtime::home().join("sandbox"))
+        if let Some(dir) = &self.data_dir {
+            return dir.clone();
+        }
+        match config_file(self.config.clone()).and_then(|f| crate::config::load(&f).ok()) {
+            Some(loaded) => loaded.data_dir().join("sandbox"),
+            None => atelier_sandbox::Runtime::home().join("sandbox"),
+        }
     }
+}
+
+/// The atelier.yaml to use: `explicit`, else ./atelier.yaml when it exists.
+fn config_file(explicit: Option<PathBuf>) -> Option<PathBuf> {
+    explicit.or_else(|| {
+        let default = PathBuf::from(crate::config::DEFAULT_FILE);
+        default.is_file().then_some(default)
+    })
+}
+
+/// What `atelier up` runs: from an atelier.yaml (explicit, or ./atelier.yaml when there is
+/// no `--data-dir`), or the built-in sandbox.
+///
+/// # Errors
+/// If the file does not load or check, or is not a sandbox profile (a production `up` is
+/// not built yet).
+pub fn up_args(
+    config: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    appview_port: Option<u16>,
+) -> anyhow::Result<crate::dev::PdsArgs> {
+    let loopback = |port| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let file = if data_dir.is_some() {
+        config
+    } else {
+        config_file(config)
+    };
+    let Some(file) = file else {
+        return Ok(crate::dev::PdsArgs {
+            data_dir: Some(
+                data_dir.unwrap_or_else(|| atelier_sandbox::Runtime::home().join("sandbox")),
+            ),
+            plc_port: None,
+            pds_port: None,
+            appview: Some(loopback(appview_port.unwrap_or(2584))),
+            from_config: None,
+        });
+    };
+    let loaded = crate::config::load(&file)?;
+    eprintln!("Using {}", file.display());
+    let services = &loaded.config.services;
+    let plc = loaded.config.plc().ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: `atelier up` runs the sandbox profile only so far; for production run each \
+             service with `atelier relay --config` / `atelier appview --config` beside your PDS",
+            file.display()
+        )
+    })?;
+    let appview = loaded
+        .appview_config()
+        .map_err(|reason| anyhow::anyhow!("{}: {reason}", file.display()))?;
+    let listen = services.appview.listen();
+    Ok(crate::dev::PdsArgs {
+        data_dir: Some(loaded.data_dir().join("sandbox")),
+        plc_port: Some(plc.port),
+        pds_port: Some(services.pds.listen().port()),
+        appview: Some(appview_port.map_or(listen, loopback)),
+        from_config: Some(Box::new(crate::dev::FromConfig {
+            appview,
+            relay: loaded.relay_config(),
+        })),
+    })
 }
 
 /// Options of `atelier status`.

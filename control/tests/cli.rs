@@ -561,3 +561,175 @@ fn up_restarts_a_killed_pds_and_gives_up_on_a_crash_loop() {
     );
     assert!(status_json(&data).is_some_and(|r| r["running"] == false));
 }
+
+/// Runs the real `atelier` with `dir` as the working directory.
+fn atelier_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(ATELIER)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("atelier runs")
+}
+
+/// A loopback port that was free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The Control plane issue's first loop, from a fresh directory: `atelier init` ->
+/// `atelier up` (which reads ./atelier.yaml: PLC, PDS, the relay and the AppView on the
+/// file's ports) -> `atelier account create` -> a painting written to the PDS reaches the
+/// AppView's feed through the relay -> `atelier status --json` all healthy ->
+/// `atelier down` leaves no process behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_up_account_publish_status_down() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let init = atelier_in(root, &["init"]);
+    assert!(init.status.success(), "{init:?}");
+    // The file's default ports, moved to free ones so tests and a developer's own
+    // `atelier up` do not collide.
+    let yaml_path = root.join("atelier.yaml");
+    let mut yaml = std::fs::read_to_string(&yaml_path).expect("atelier.yaml");
+    for default in ["2480", "2582", "2583", "2584", "2585"] {
+        yaml = yaml.replace(default, &free_port().to_string());
+    }
+    std::fs::write(&yaml_path, yaml).expect("write");
+
+    let stderr_path = root.join("up.stderr");
+    let mut child = Command::new(ATELIER)
+        .arg("up")
+        .current_dir(root)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
+        .spawn()
+        .expect("atelier up starts");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let report = loop {
+        let out = atelier_in(root, &["status", "--json"]);
+        if out.status.success() {
+            break serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "all healthy in time: {out:?}\nup's stderr:\n{}",
+            std::fs::read_to_string(&stderr_path).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let names: Vec<&str> = report["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(names, ["plc", "pds", "relay", "appview"]);
+    let url = |name: &str| {
+        report["services"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["name"] == name))
+            .and_then(|s| s["url"].as_str())
+            .expect("url")
+            .to_owned()
+    };
+    let (pds, appview) = (url("pds"), url("appview"));
+    let children: Vec<i32> = report["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .filter_map(|s| s["pid"].as_i64())
+        .map(|p| p as i32)
+        .collect();
+    assert_eq!(children.len(), 2, "the PLC and PDS run as child processes");
+
+    let created = atelier_in(root, &["account", "create", "ivy"]);
+    assert!(created.status.success(), "{created:?}");
+    let text = String::from_utf8_lossy(&created.stdout).into_owned();
+    let app_password = text
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("app password")
+                .map(|v| v.trim().to_owned())
+        })
+        .expect("an app password");
+    let http = reqwest::Client::new();
+    let session: serde_json::Value = http
+        .post(format!("{pds}/xrpc/com.atproto.server.createSession"))
+        .json(&serde_json::json!({"identifier": "ivy.test", "password": app_password}))
+        .send()
+        .await
+        .expect("createSession")
+        .json()
+        .await
+        .expect("JSON");
+    let painting: serde_json::Value = http
+        .post(format!("{pds}/xrpc/com.atproto.repo.createRecord"))
+        .bearer_auth(session["accessJwt"].as_str().expect("token"))
+        .json(&serde_json::json!({
+            "repo": session["did"],
+            "collection": "computer.aesthetic.painting",
+            "record": {
+                "$type": "computer.aesthetic.painting",
+                "slug": "2026.12.06.11.00.00.000",
+                "code": "ivy",
+                "imageUrl": "https://aesthetic.computer/media/paintings/ivy",
+                "when": "2026-12-06T11:00:00.000Z",
+                "ref": "6710f0c2a3b4c5d6e7f80912",
+            },
+        }))
+        .send()
+        .await
+        .expect("createRecord")
+        .json()
+        .await
+        .expect("JSON");
+    let uri = painting["uri"].as_str().expect("uri").to_owned();
+    let feed = format!("{appview}/xrpc/computer.aesthetic.feed.getAtmosphere");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let body: serde_json::Value = http
+            .get(&feed)
+            .send()
+            .await
+            .expect("AppView")
+            .json()
+            .await
+            .expect("JSON");
+        if body["records"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r["uri"] == uri.as_str()))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the painting reaches the feed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let health: serde_json::Value = http
+        .get(format!("{appview}/xrpc/_health"))
+        .send()
+        .await
+        .expect("health")
+        .json()
+        .await
+        .expect("JSON");
+    assert!(
+        health["source"]
+            .as_str()
+            .is_some_and(|s| s.contains(&url("relay").replace("http://", ""))),
+        "the AppView follows the relay: {health}"
+    );
+
+    let down = atelier_in(root, &["down"]);
+    assert!(down.status.success(), "{down:?}");
+    assert!(child.wait().expect("wait").success());
+    for pid in children {
+        assert!(
+            kill(Pid::from_raw(pid), None).is_err(),
+            "child {pid} is gone after down"
+        );
+    }
+}

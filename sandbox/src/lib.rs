@@ -161,7 +161,12 @@ impl Sandbox {
             None => Runtime::locate()?,
         };
         let (temp, data_dir) = match options.data_dir {
-            Some(dir) => (None, dir),
+            // Absolute: the services run in the runtime's directory, not ours.
+            Some(dir) => (
+                None,
+                std::path::absolute(&dir)
+                    .map_err(|e| SandboxError::io(format!("resolving {}", dir.display()), e))?,
+            ),
             None => {
                 let temp = tempfile::Builder::new()
                     .prefix("atelier-sandbox-")
