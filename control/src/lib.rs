@@ -10,6 +10,7 @@
 //! backends, backups) replaces `up` when the Control plane issue lands.
 
 pub mod appview_cmd;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod dev;

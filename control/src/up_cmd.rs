@@ -24,7 +24,20 @@ pub struct Target {
 }
 
 impl Target {
-    fn dir(&self) -> PathBuf {
+    /// The whole data directory: DATA_DIR of the atelier.yaml in use (its secrets, the
+    /// sandbox, the relay and the AppView), else the sandbox directory itself.
+    pub fn root(&self) -> PathBuf {
+        if let Some(dir) = &self.data_dir {
+            return dir.clone();
+        }
+        match config_file(self.config.clone()).and_then(|f| crate::config::load(&f).ok()) {
+            Some(loaded) => loaded.data_dir(),
+            None => atelier_sandbox::Runtime::home().join("sandbox"),
+        }
+    }
+
+    /// The directory of the running `up`'s sandbox (its state file, logs, PDS).
+    pub fn dir(&self) -> PathBuf {
         if let Some(dir) = &self.data_dir {
             return dir.clone();
         }

@@ -261,6 +261,61 @@ fn relay_with_a_missing_config_names_the_file_and_the_reason_once() {
     );
 }
 
+/// Starts `atelier up` on data directory `data` (AppView on any free port) and returns it
+/// with the PDS URL and the feed URL it printed.
+fn start_up(data: &str) -> (std::process::Child, String, String) {
+    let mut child = Command::new(ATELIER)
+        .args(["up", "--appview-port", "0", "--data-dir", data])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("atelier up starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let (mut pds, mut feed) = (None, None);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while pds.is_none() || feed.is_none() {
+        assert!(Instant::now() < deadline, "URLs printed within 90 s");
+        let Some(Ok(line)) = lines.next() else {
+            panic!("atelier up exited early: {:?}", child.wait());
+        };
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some("PDS"), Some(url)) => pds = Some(url.to_owned()),
+            (Some("AppView"), Some(url)) => feed = Some(url.to_owned()),
+            _ => {}
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    (child, pds.unwrap_or_default(), feed.unwrap_or_default())
+}
+
+/// Stops an `atelier up` with SIGTERM and checks it exits cleanly.
+fn stop_up(mut child: std::process::Child) {
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "a clean stop: {status}");
+}
+
+/// Whether the feed at `feed` lists `uri` within a minute.
+async fn feed_has(feed: &str, uri: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let body: serde_json::Value = reqwest::get(feed)
+            .await
+            .expect("AppView answers")
+            .json()
+            .await
+            .expect("JSON");
+        let found = body["records"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r["uri"] == uri));
+        if found || Instant::now() > deadline {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// `atelier up` (the README's quick start): the sandbox plus the AppView, which indexes a
 /// painting written to the sandbox PDS and serves it in the Atmosphere feed; a restart on
 /// the same data directory serves it again at once, from the persisted index. Beside it:
@@ -269,56 +324,9 @@ fn relay_with_a_missing_config_names_the_file_and_the_reason_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_runs_the_appview_over_the_sandbox() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let start = || {
-        let mut child = Command::new(ATELIER)
-            .args(["up", "--appview-port", "0", "--data-dir"])
-            .arg(dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("atelier up starts");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let (mut pds, mut feed) = (None, None);
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while pds.is_none() || feed.is_none() {
-            assert!(Instant::now() < deadline, "URLs printed within 90 s");
-            let Some(Ok(line)) = lines.next() else {
-                panic!("atelier up exited early: {:?}", child.wait());
-            };
-            let mut words = line.split_whitespace();
-            match (words.next(), words.next()) {
-                (Some("PDS"), Some(url)) => pds = Some(url.to_owned()),
-                (Some("AppView"), Some(url)) => feed = Some(url.to_owned()),
-                _ => {}
-            }
-        }
-        std::thread::spawn(move || for _ in lines {});
-        (child, pds.unwrap_or_default(), feed.unwrap_or_default())
-    };
-    let stop = |mut child: std::process::Child| {
-        kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
-        let status = child.wait().expect("wait");
-        assert!(status.success(), "a clean stop: {status}");
-    };
-    let feed_has = |feed: String, uri: String| async move {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let body: serde_json::Value = reqwest::get(&feed)
-                .await
-                .expect("AppView answers")
-                .json()
-                .await
-                .expect("JSON");
-            let found = body["records"]
-                .as_array()
-                .is_some_and(|r| r.iter().any(|r| r["uri"] == uri.as_str()));
-            if found || Instant::now() > deadline {
-                return found;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    };
-
+    let data = dir.path().to_str().expect("utf-8 path");
+    let start = || start_up(data);
+    let stop = stop_up;
     let (child, pds, feed) = start();
     let una = atelier_sandbox::Account::create_on(&pds, "una")
         .await
@@ -338,19 +346,18 @@ async fn up_runs_the_appview_over_the_sandbox() {
         .await
         .expect("painting");
     assert!(
-        feed_has(feed.clone(), painting.uri.clone()).await,
+        feed_has(&feed, &painting.uri).await,
         "the painting reaches the AppView feed at {feed}"
     );
     stop(child);
 
     let (mut child, pds, feed) = start();
     assert!(
-        feed_has(feed.clone(), painting.uri).await,
+        feed_has(&feed, &painting.uri).await,
         "still there after a restart"
     );
 
     // `atelier status`: every service running and healthy.
-    let data = dir.path().to_str().expect("utf-8 path");
     let status = atelier(&["status", "--json", "--data-dir", data]);
     assert!(status.status.success(), "{status:?}");
     let report: serde_json::Value = serde_json::from_slice(&status.stdout).expect("JSON");
@@ -420,7 +427,10 @@ async fn up_runs_the_appview_over_the_sandbox() {
         .await
         .expect("JSON");
     let uri = created["uri"].as_str().expect("record URI").to_owned();
-    assert!(feed_has(feed, uri).await, "ada's painting reaches the feed");
+    assert!(
+        feed_has(&feed, &uri).await,
+        "ada's painting reaches the feed"
+    );
 
     // `atelier logs`: the services' log lines, one service or both (prefixed).
     let logs = atelier(&["logs", "pds", "-n", "3", "--data-dir", data]);
@@ -732,4 +742,92 @@ async fn init_up_account_publish_status_down() {
             "child {pid} is gone after down"
         );
     }
+}
+
+/// `atelier backup` -> wipe -> `atelier restore` -> `atelier up`: the same records are
+/// served, by the PDS and by the AppView (its index came back too). A backup of a running
+/// `up` and a restore over existing data are refused; a file that is not a backup is
+/// named as such.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_wipe_restore_serves_the_same_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    let data = data_dir.to_str().expect("utf-8 path").to_owned();
+    let archive = dir.path().join("backup.tar.zst");
+    let archive_arg = archive.to_str().expect("utf-8 path").to_owned();
+
+    let (child, pds, feed) = start_up(&data);
+    let zoe = atelier_sandbox::Account::create_on(&pds, "zoe")
+        .await
+        .expect("account");
+    let painting = zoe
+        .create_record(
+            "computer.aesthetic.painting",
+            &serde_json::json!({
+                "$type": "computer.aesthetic.painting",
+                "slug": "2026.12.06.12.00.00.000",
+                "code": "zoe",
+                "imageUrl": "https://aesthetic.computer/media/paintings/zoe",
+                "when": "2026-12-06T12:00:00.000Z",
+                "ref": "6710f0c2a3b4c5d6e7f80912",
+            }),
+        )
+        .await
+        .expect("painting");
+    assert!(feed_has(&feed, &painting.uri).await);
+    let refused = atelier(&["backup", "--out", &archive_arg, "--data-dir", &data]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("atelier up is running"),
+        "{refused:?}"
+    );
+    stop_up(child);
+
+    let backup = atelier(&["backup", "--out", &archive_arg, "--data-dir", &data]);
+    assert!(backup.status.success(), "{backup:?}");
+    let occupied = atelier(&["restore", &archive_arg, "--data-dir", &data]);
+    assert!(!occupied.status.success());
+    assert!(
+        String::from_utf8_lossy(&occupied.stderr).contains("is not empty"),
+        "{occupied:?}"
+    );
+    let not_ours = dir.path().join("notes.txt");
+    std::fs::write(&not_ours, "hello").expect("write");
+    let bad = atelier(&[
+        "restore",
+        not_ours.to_str().expect("utf-8"),
+        "--data-dir",
+        &data,
+    ]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("is not an atelier backup"),
+        "{bad:?}"
+    );
+
+    std::fs::remove_dir_all(&data_dir).expect("wipe");
+    let restore = atelier(&["restore", &archive_arg, "--data-dir", &data]);
+    assert!(restore.status.success(), "{restore:?}");
+    let secret = data_dir.join("secrets/pds_admin_password");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&secret)
+            .expect("secret restored")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o077, 0, "secrets stay private");
+
+    let (child, _pds, feed) = start_up(&data);
+    let record = zoe
+        .get_record(
+            "computer.aesthetic.painting",
+            painting.uri.rsplit('/').next().expect("rkey"),
+        )
+        .await
+        .expect("the PDS serves the record again");
+    assert_eq!(record["cid"], serde_json::json!(painting.cid));
+    assert!(
+        feed_has(&feed, &painting.uri).await,
+        "the restored AppView index serves it"
+    );
+    stop_up(child);
 }
