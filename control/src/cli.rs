@@ -51,6 +51,11 @@ enum Command {
     Down(crate::up_cmd::Target),
     /// Print the sandbox services' logs (`-f` to follow).
     Logs(crate::up_cmd::LogsArgs),
+    /// Write deployment files: `atelier deploy systemd` writes hardened unit files.
+    Deploy {
+        #[command(subcommand)]
+        command: crate::deploy::DeployCommand,
+    },
     /// Write the whole data directory to a .tar.zst archive (with `atelier up` stopped).
     Backup(crate::backup::BackupArgs),
     /// Restore a backup into an empty data directory (`--force`: move the existing aside).
@@ -150,6 +155,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(args) => runtime()?.block_on(crate::up_cmd::status(args)),
         Command::Down(target) => runtime()?.block_on(crate::up_cmd::down(target)),
         Command::Logs(args) => runtime()?.block_on(crate::up_cmd::logs(args)),
+        Command::Deploy { command } => crate::deploy::run(command),
         Command::Backup(args) => crate::backup::backup(args),
         Command::Restore(args) => crate::backup::restore(args),
         Command::Account { command } => runtime()?.block_on(crate::up_cmd::account(command)),

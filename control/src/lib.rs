@@ -13,6 +13,7 @@ pub mod appview_cmd;
 pub mod backup;
 pub mod cli;
 pub mod config;
+pub mod deploy;
 pub mod dev;
 pub mod labeler;
 pub mod relay_cmd;
