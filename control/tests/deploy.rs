@@ -25,6 +25,14 @@ const HARDENING: &[&str] = &[
     "WantedBy=multi-user.target",
 ];
 
+/// (init arguments, what replaces `relay: null`, expected units and their `ExecStart`
+/// subcommand)
+type Case = (
+    &'static [&'static str],
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
 fn atelier(dir: &Path, args: &[&str]) -> std::process::Output {
     Command::new(ATELIER)
         .args(args)
@@ -35,9 +43,7 @@ fn atelier(dir: &Path, args: &[&str]) -> std::process::Output {
 
 #[test]
 fn units_per_profile_are_hardened() {
-    // (init arguments, what replaces `relay: null`, expected units and their `ExecStart`
-    // subcommand)
-    let cases: [(&[&str], &str, &[(&str, &str)]); 3] = [
+    let cases: [Case; 3] = [
         (&["init"], "", &[("atelier-up.service", "up")]),
         (
             &[
