@@ -44,6 +44,9 @@ enum Command {
         #[arg(long, value_name = "PORT")]
         appview_port: Option<u16>,
     },
+    /// Show what `atelier up` would do with atelier.yaml: start, restart (naming the
+    /// changed keys), stop or leave each service.
+    Plan(crate::up_cmd::PlanArgs),
     /// Show whether `atelier up` is running and each service's health and URL (exit 1
     /// unless all are healthy).
     Status(crate::up_cmd::StatusArgs),
@@ -147,11 +150,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             data_dir,
             appview_port,
-        } => runtime()?.block_on(crate::dev::run_pds(crate::up_cmd::up_args(
-            config,
-            data_dir,
-            appview_port,
-        )?)),
+        } => runtime()?.block_on(async {
+            // An `up` already running from the same file applies the file's changes.
+            if let Some(file) = crate::up_cmd::up_file(config.clone(), data_dir.as_deref())
+                && crate::up_cmd::reconcile(&file).await?
+            {
+                return Ok(());
+            }
+            crate::dev::run_pds(crate::up_cmd::up_args(config, data_dir, appview_port)?).await
+        }),
+        Command::Plan(args) => crate::up_cmd::run_plan(args),
         Command::Status(args) => runtime()?.block_on(crate::up_cmd::status(args)),
         Command::Down(target) => runtime()?.block_on(crate::up_cmd::down(target)),
         Command::Logs(args) => runtime()?.block_on(crate::up_cmd::logs(args)),

@@ -10,7 +10,7 @@ use atelier_sandbox::{Sandbox, SandboxOptions};
 use tokio::signal::unix::{SignalKind, signal};
 
 /// Options of `atelier dev pds`.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct PdsArgs {
     /// Keep data in DIR (reused on the next start). Default: a temporary directory that is
     /// deleted on exit.
@@ -28,6 +28,15 @@ pub struct PdsArgs {
     /// `atelier up` from an atelier.yaml: the AppView's configuration, and the relay's.
     #[arg(skip)]
     pub from_config: Option<Box<FromConfig>>,
+    /// The atelier.yaml `up` runs from (reloaded on SIGHUP).
+    #[arg(skip)]
+    pub config_file: Option<PathBuf>,
+    /// The settings each service runs with, hashed (see `atelier plan`).
+    #[arg(skip)]
+    pub fingerprints: crate::up_state::Fingerprints,
+    /// `--appview-port`, which overrides the file's AppView port on reloads too.
+    #[arg(skip)]
+    pub appview_port_override: Option<u16>,
 }
 
 /// The services an `atelier.yaml` adds to the sandbox (its `services.appview` and
@@ -140,12 +149,13 @@ async fn start_appview(
     Ok(AppView { addr, stop, task })
 }
 
-/// What `atelier up` writes for `status`, `down`, `logs` and `account create`.
+/// What `atelier up` writes for `status`, `down`, `logs`, `plan` and `account create`.
 fn up_state(
     sandbox: &Sandbox,
     appview: SocketAddr,
     relay: Option<SocketAddr>,
     started_at: &str,
+    args: &PdsArgs,
 ) -> crate::up_state::UpState {
     let [plc, pds] = sandbox.services();
     let child = |name: &str, url: &str, health: &str, (_, pid, restarts): (&str, u32, u32)| {
@@ -174,15 +184,114 @@ fn up_state(
         pid: std::process::id(),
         services,
         started_at: started_at.to_owned(),
+        config: args.config_file.clone(),
+        fingerprints: args.fingerprints.clone(),
+    }
+}
+
+/// Takes `DIR/up.lock` (an exclusive `flock`, released when the process ends however it
+/// ends), or fails naming the `up` that holds it.
+fn lock(dir: &std::path::Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    let path = dir.join("up.lock");
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|_| {
+        let holder = crate::up_state::UpState::read(dir)
+            .ok()
+            .flatten()
+            .map_or_else(String::new, |s| format!(" (pid {})", s.pid));
+        anyhow::anyhow!(
+            "another atelier up{holder} is running with data in {}; stop it with `atelier down`",
+            dir.display()
+        )
+    })
+}
+
+/// Reloads `args.config_file` and restarts only the in-process services whose settings
+/// changed (the relay, the AppView); changes to the PLC or PDS are reported, not applied
+/// (their ports are in DID documents: they take `atelier down` and `atelier up`).
+async fn reload(
+    sandbox: &Sandbox,
+    args: &mut PdsArgs,
+    relay: &mut Option<Relay>,
+    appview: &mut Option<AppView>,
+) -> anyhow::Result<()> {
+    use crate::up_cmd::Step;
+    let file = args
+        .config_file
+        .clone()
+        .context("this atelier up does not run from an atelier.yaml")?;
+    let new = crate::up_cmd::up_args(Some(file), None, args.appview_port_override)?;
+    let steps = crate::up_cmd::plan(Some(&args.fingerprints), &new.fingerprints);
+    let from = new.from_config.clone().context("no configuration")?;
+    for (name, step) in steps {
+        if step == Step::Leave {
+            continue;
+        }
+        match name.as_str() {
+            "relay" => {
+                if let Some(old) = relay.take() {
+                    let _ = old.stop.send(());
+                    let _ = tokio::time::timeout(Duration::from_secs(30), old.task).await;
+                }
+                if let Some(config) = from.relay.clone() {
+                    *relay = Some(start_relay(sandbox, config).await?);
+                }
+                eprintln!("Reload: relay {}", describe(&step));
+            }
+            "appview" => {
+                if let Some(old) = appview.take() {
+                    let _ = old.stop.send(());
+                    let _ = tokio::time::timeout(Duration::from_secs(30), old.task).await;
+                }
+                let listen = new.appview.context("no AppView address")?;
+                *appview = Some(start_appview(sandbox, listen, Some(from.appview.clone())).await?);
+                eprintln!("Reload: appview {}", describe(&step));
+            }
+            other => {
+                eprintln!(
+                    "Reload: {other} {}: not applied; it takes `atelier down` and `atelier up`",
+                    describe(&step)
+                );
+                // Keep reporting it as running with its old settings.
+                if let Some(old) = args.fingerprints.get(other).cloned() {
+                    args.fingerprints.insert(other.to_owned(), old);
+                }
+                continue;
+            }
+        }
+        match new.fingerprints.get(&name) {
+            Some(keys) => args.fingerprints.insert(name.clone(), keys.clone()),
+            None => args.fingerprints.remove(&name),
+        };
+    }
+    Ok(())
+}
+
+fn describe(step: &crate::up_cmd::Step) -> String {
+    match step {
+        crate::up_cmd::Step::Restart(keys) => format!("restarted ({} changed)", keys.join(", ")),
+        crate::up_cmd::Step::Start => "started".to_owned(),
+        crate::up_cmd::Step::Stop => "stopped".to_owned(),
+        crate::up_cmd::Step::Leave => "unchanged".to_owned(),
     }
 }
 
 /// Starts the sandbox, prints its URLs, and runs until Ctrl-C/SIGTERM or until a service
 /// dies (then exits with an error and the service's log).
 pub async fn run_pds(args: PdsArgs) -> anyhow::Result<()> {
-    if let Some(dir) = &args.data_dir {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
+    // One `up` per data directory: held until this function returns.
+    let _lock = match &args.data_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            Some(lock(dir)?)
+        }
+        None => None,
+    };
     eprintln!("Starting the sandbox network (PLC + PDS) on loopback...");
     let mut sandbox = Sandbox::start_with(SandboxOptions {
         data_dir: args.data_dir.clone(),
@@ -192,17 +301,17 @@ pub async fn run_pds(args: PdsArgs) -> anyhow::Result<()> {
     })
     .await?;
     let from_config = args.from_config.clone();
-    let relay = match from_config.as_ref().and_then(|c| c.relay.clone()) {
+    let mut relay = match from_config.as_ref().and_then(|c| c.relay.clone()) {
         Some(config) => Some(start_relay(&sandbox, config).await?),
         None => None,
     };
-    let appview = match args.appview {
+    let mut appview = match args.appview {
         Some(listen) => {
             Some(start_appview(&sandbox, listen, from_config.map(|c| c.appview.clone())).await?)
         }
         None => None,
     };
-    let relay_addr = relay.as_ref().map(|r| r.addr);
+    let mut args = args;
 
     let data = sandbox.data_dir().display().to_string();
     println!("Sandbox network is up.");
@@ -241,18 +350,36 @@ pub async fn run_pds(args: PdsArgs) -> anyhow::Result<()> {
         atelier_appview::relay::service::rfc3339(atelier_appview::relay::jetstream::now_us());
     let state_dir = match (&appview, &args.data_dir) {
         (Some(a), Some(dir)) => {
-            up_state(&sandbox, a.addr, relay_addr, &started_at).write(dir)?;
+            up_state(
+                &sandbox,
+                a.addr,
+                relay.as_ref().map(|r| r.addr),
+                &started_at,
+                &args,
+            )
+            .write(dir)?;
             Some(dir.clone())
         }
         _ => None,
     };
 
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut check = tokio::time::interval(Duration::from_millis(500));
     let died = loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break None,
             _ = term.recv() => break None,
+            _ = hup.recv() => {
+                // `atelier up` again, with a changed file: apply it.
+                if let Err(e) = reload(&sandbox, &mut args, &mut relay, &mut appview).await {
+                    eprintln!("Reload: {e:#}");
+                }
+                if let (Some(dir), Some(a)) = (&state_dir, &appview) {
+                    up_state(&sandbox, a.addr, relay.as_ref().map(|r| r.addr), &started_at, &args)
+                        .write(dir)?;
+                }
+            }
             _ = check.tick() => {
                 // A service that died is started again (with backoff); a crash loop ends
                 // `up` with the service's log.
@@ -260,7 +387,8 @@ pub async fn run_pds(args: PdsArgs) -> anyhow::Result<()> {
                     Ok(restarted) if !restarted.is_empty() => {
                         eprintln!("Restarted: {}.", restarted.join(", "));
                         if let (Some(dir), Some(a)) = (&state_dir, &appview) {
-                            up_state(&sandbox, a.addr, relay_addr, &started_at).write(dir)?;
+                            up_state(&sandbox, a.addr, relay.as_ref().map(|r| r.addr), &started_at, &args)
+                                .write(dir)?;
                         }
                     }
                     Ok(_) => {}

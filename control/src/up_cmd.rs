@@ -56,6 +56,207 @@ fn config_file(explicit: Option<PathBuf>) -> Option<PathBuf> {
     })
 }
 
+/// Per service, a hash of every setting it runs with (see [`up_state::Fingerprints`]): the
+/// service's section, plus the top-level keys it depends on.
+pub fn fingerprints(loaded: &crate::config::Loaded) -> up_state::Fingerprints {
+    let c = &loaded.config;
+    let top = [
+        ("profile", json(&c.profile)),
+        ("hostname", json(&c.hostname)),
+        (
+            "data_dir",
+            json(&std::path::absolute(loaded.data_dir()).unwrap_or_else(|_| loaded.data_dir())),
+        ),
+    ];
+    let mut sections: Vec<(&str, Value)> = vec![
+        ("plc", json(&c.plc())),
+        ("pds", json(&c.services.pds)),
+        ("appview", json(&c.services.appview)),
+    ];
+    if c.services.relay.is_some() {
+        sections.insert(2, ("relay", json(&c.services.relay)));
+    }
+    sections
+        .into_iter()
+        .map(|(name, value)| {
+            let mut keys = std::collections::BTreeMap::new();
+            flatten(&format!("services.{name}"), &value, &mut keys);
+            for (key, value) in &top {
+                flatten(key, value, &mut keys);
+            }
+            (name.to_owned(), keys)
+        })
+        .collect()
+}
+
+/// `value` as JSON (`null` if it cannot be: no configuration type fails).
+fn json<T: serde::Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+/// Every leaf of `value` under `path`, hashed (SHA-256, 16 hex digits).
+fn flatten(path: &str, value: &Value, out: &mut std::collections::BTreeMap<String, String>) {
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            for (k, v) in map {
+                flatten(&format!("{path}.{k}"), v, out);
+            }
+        }
+        leaf => {
+            use sha2::Digest as _;
+            let digest = sha2::Sha256::digest(leaf.to_string().as_bytes());
+            let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+            out.insert(path.to_owned(), hex);
+        }
+    }
+}
+
+/// What `up` would do to one service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Not running: start it.
+    Start,
+    /// Running with other settings: restart it (the changed key paths).
+    Restart(Vec<String>),
+    /// Running but no longer configured: stop it.
+    Stop,
+    /// Running as configured.
+    Leave,
+}
+
+/// Compares what runs (`running`) with what the file says (`wanted`), service by service.
+pub fn plan(
+    running: Option<&up_state::Fingerprints>,
+    wanted: &up_state::Fingerprints,
+) -> Vec<(String, Step)> {
+    let mut out = Vec::new();
+    for (name, keys) in wanted {
+        let step = match running.and_then(|r| r.get(name)) {
+            None => Step::Start,
+            Some(old) => {
+                let mut changed: Vec<String> = keys
+                    .iter()
+                    .filter(|(k, v)| old.get(*k) != Some(v))
+                    .map(|(k, _)| k.clone())
+                    .chain(old.keys().filter(|k| !keys.contains_key(*k)).cloned())
+                    .collect();
+                changed.sort();
+                changed.dedup();
+                if changed.is_empty() {
+                    Step::Leave
+                } else {
+                    Step::Restart(changed)
+                }
+            }
+        };
+        out.push((name.clone(), step));
+    }
+    if let Some(running) = running {
+        for name in running.keys().filter(|n| !wanted.contains_key(*n)) {
+            out.push((name.clone(), Step::Stop));
+        }
+    }
+    out
+}
+
+/// Options of `atelier plan`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PlanArgs {
+    /// The configuration (default: ./atelier.yaml).
+    #[arg(long, value_name = "FILE", default_value = crate::config::DEFAULT_FILE)]
+    pub config: PathBuf,
+}
+
+/// Prints what `atelier up` would do with the file, against the `up` running from it.
+pub fn run_plan(args: PlanArgs) -> anyhow::Result<()> {
+    let loaded = crate::config::load(&args.config)?;
+    let dir = loaded.data_dir().join("sandbox");
+    let running = UpState::read(&dir)?;
+    let steps = plan(
+        running.as_ref().map(|s| &s.fingerprints),
+        &fingerprints(&loaded),
+    );
+    match &running {
+        Some(state) => println!("atelier up is running (pid {}):", state.pid),
+        None => println!("atelier up is not running; `atelier up` would start:"),
+    }
+    print_plan(&steps);
+    Ok(())
+}
+
+fn print_plan(steps: &[(String, Step)]) {
+    for (name, step) in steps {
+        match step {
+            Step::Start => println!("  {name:<8} start"),
+            Step::Leave => println!("  {name:<8} leave (unchanged)"),
+            Step::Stop => println!("  {name:<8} stop (no longer configured)"),
+            Step::Restart(keys) => println!("  {name:<8} restart ({} changed)", keys.join(", ")),
+        }
+    }
+}
+
+/// `atelier up` while an `up` already runs from the same file: applies the changes (the
+/// running one reloads the file on SIGHUP and restarts only the services whose settings
+/// changed), or says there is nothing to do. Returns `false` when no `up` is running.
+pub async fn reconcile(file: &Path) -> anyhow::Result<bool> {
+    let loaded = crate::config::load(file)?;
+    let dir = loaded.data_dir().join("sandbox");
+    let Some(state) = UpState::read(&dir)? else {
+        return Ok(false);
+    };
+    let wanted = fingerprints(&loaded);
+    let steps = plan(Some(&state.fingerprints), &wanted);
+    if steps.iter().all(|(_, s)| *s == Step::Leave) {
+        println!(
+            "atelier up is running (pid {}) as {} says: nothing to do.",
+            state.pid,
+            file.display()
+        );
+        return Ok(true);
+    }
+    println!("atelier up is running (pid {}); applying:", state.pid);
+    print_plan(&steps);
+    let pid = i32::try_from(state.pid).context("pid out of range")?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .with_context(|| format!("signalling atelier up (pid {pid})"))?;
+    // The PLC and PDS keep their settings until a restart of `up` (their ports are in
+    // DID documents); the rest must match once applied.
+    let applied = |now: &UpState| {
+        wanted
+            .iter()
+            .filter(|(name, _)| !matches!(name.as_str(), "plc" | "pds"))
+            .all(|(name, keys)| now.fingerprints.get(name) == Some(keys))
+    };
+    let deadline = Instant::now() + DOWN_TIMEOUT;
+    loop {
+        match UpState::read(&dir)? {
+            Some(now) if applied(&now) => break,
+            Some(_) => {}
+            None => anyhow::bail!("atelier up stopped while applying the change; see its output"),
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "atelier up did not apply the change within {DOWN_TIMEOUT:?}; see its output"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("Applied.");
+    Ok(true)
+}
+
+/// The atelier.yaml `up` would run from: `--config`, else ./atelier.yaml when there is no
+/// `--data-dir`.
+pub fn up_file(config: Option<PathBuf>, data_dir: Option<&Path>) -> Option<PathBuf> {
+    if data_dir.is_some() {
+        config
+    } else {
+        config_file(config)
+    }
+}
+
 /// What `atelier up` runs: from an atelier.yaml (explicit, or ./atelier.yaml when there is
 /// no `--data-dir`), or the built-in sandbox.
 ///
@@ -68,12 +269,7 @@ pub fn up_args(
     appview_port: Option<u16>,
 ) -> anyhow::Result<crate::dev::PdsArgs> {
     let loopback = |port| std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let file = if data_dir.is_some() {
-        config
-    } else {
-        config_file(config)
-    };
-    let Some(file) = file else {
+    let Some(file) = up_file(config, data_dir.as_deref()) else {
         return Ok(crate::dev::PdsArgs {
             data_dir: Some(
                 data_dir.unwrap_or_else(|| atelier_sandbox::Runtime::home().join("sandbox")),
@@ -82,8 +278,11 @@ pub fn up_args(
             pds_port: None,
             appview: Some(loopback(appview_port.unwrap_or(2584))),
             from_config: None,
+            ..crate::dev::PdsArgs::default()
         });
     };
+    // Absolute, so the running `up` and later commands resolve the same paths.
+    let file = std::path::absolute(&file)?;
     let loaded = crate::config::load(&file)?;
     eprintln!("Using {}", file.display());
     let services = &loaded.config.services;
@@ -99,6 +298,9 @@ pub fn up_args(
         .map_err(|reason| anyhow::anyhow!("{}: {reason}", file.display()))?;
     let listen = services.appview.listen();
     Ok(crate::dev::PdsArgs {
+        config_file: Some(std::path::absolute(&file)?),
+        fingerprints: fingerprints(&loaded),
+        appview_port_override: appview_port,
         data_dir: Some(loaded.data_dir().join("sandbox")),
         plc_port: Some(plc.port),
         pds_port: Some(services.pds.listen().port()),

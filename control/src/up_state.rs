@@ -27,7 +27,18 @@ pub struct UpState {
     pub services: Vec<ServiceUrl>,
     /// When it became ready (RFC 3339).
     pub started_at: String,
+    /// The atelier.yaml it runs from, if any (absolute).
+    #[serde(default)]
+    pub config: Option<PathBuf>,
+    /// Per service, a hash of each setting it runs with, by key path (values are hashed,
+    /// never stored: some are secrets). `atelier plan` compares them with the file.
+    #[serde(default)]
+    pub fingerprints: Fingerprints,
 }
+
+/// Service name -> key path (`services.relay.listen`) -> hash of its value.
+pub type Fingerprints =
+    std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>;
 
 /// One service of a running `atelier up`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

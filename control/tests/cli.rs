@@ -357,6 +357,17 @@ async fn up_runs_the_appview_over_the_sandbox() {
         "still there after a restart"
     );
 
+    // A second `up` on the same data directory is refused (one `up` per directory).
+    let second = Command::new(ATELIER)
+        .args(["up", "--appview-port", "0", "--data-dir", data])
+        .output()
+        .expect("atelier runs");
+    assert!(!second.status.success());
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("another atelier up (pid"),
+        "{second:?}"
+    );
+
     // `atelier status`: every service running and healthy.
     let status = atelier(&["status", "--json", "--data-dir", data]);
     assert!(status.status.success(), "{status:?}");
@@ -592,8 +603,10 @@ fn free_port() -> u16 {
 /// The Control plane issue's first loop, from a fresh directory: `atelier init` ->
 /// `atelier up` (which reads ./atelier.yaml: PLC, PDS, the relay and the AppView on the
 /// file's ports) -> `atelier account create` -> a painting written to the PDS reaches the
-/// AppView's feed through the relay -> `atelier status --json` all healthy ->
-/// `atelier down` leaves no process behind.
+/// AppView's feed through the relay -> `atelier status --json` all healthy -> `atelier plan`
+/// shows nothing to change; one relay setting changed: `plan` names it and only the relay,
+/// and a second `atelier up` restarts only the relay -> `atelier down` leaves no process
+/// behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn init_up_account_publish_status_down() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -731,6 +744,70 @@ async fn init_up_account_publish_status_down() {
             .as_str()
             .is_some_and(|s| s.contains(&url("relay").replace("http://", ""))),
         "the AppView follows the relay: {health}"
+    );
+
+    // `atelier plan` against the running `up`: nothing to change; then one relay setting
+    // changes: only the relay restarts, through a second `atelier up`.
+    let plan = atelier_in(root, &["plan"]);
+    let text = String::from_utf8_lossy(&plan.stdout).into_owned();
+    assert!(plan.status.success(), "{plan:?}");
+    for name in ["plc", "pds", "relay", "appview"] {
+        assert!(
+            text.contains(&format!("  {name:<8} leave (unchanged)")),
+            "{name}: {text}"
+        );
+    }
+    let same = atelier_in(root, &["up"]);
+    assert!(
+        String::from_utf8_lossy(&same.stdout).contains("nothing to do"),
+        "{same:?}"
+    );
+    let yaml = std::fs::read_to_string(&yaml_path).expect("read");
+    std::fs::write(
+        &yaml_path,
+        yaml.replace("retention_hours: 72", "retention_hours: 48"),
+    )
+    .expect("write");
+    let plan = atelier_in(root, &["plan"]);
+    let text = String::from_utf8_lossy(&plan.stdout).into_owned();
+    assert!(
+        text.contains("  relay    restart (services.relay.log.retention_hours changed)"),
+        "{text}"
+    );
+    for name in ["plc", "pds", "appview"] {
+        assert!(
+            text.contains(&format!("  {name:<8} leave (unchanged)")),
+            "{name}: {text}"
+        );
+    }
+    let apply = atelier_in(root, &["up"]);
+    assert!(
+        apply.status.success(),
+        "{apply:?}\nup's stderr:\n{}",
+        std::fs::read_to_string(&stderr_path).unwrap_or_default()
+    );
+    assert!(
+        String::from_utf8_lossy(&apply.stdout).contains("Applied."),
+        "{apply:?}"
+    );
+    let after = atelier_in(root, &["status", "--json"]);
+    assert!(
+        after.status.success(),
+        "all healthy after the reload: {after:?}"
+    );
+    let after: serde_json::Value = serde_json::from_slice(&after.stdout).expect("JSON");
+    let pids_after: Vec<i32> = after["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .filter_map(|s| s["pid"].as_i64())
+        .map(|p| p as i32)
+        .collect();
+    assert_eq!(pids_after, children, "the PLC and PDS were left running");
+    let plan = atelier_in(root, &["plan"]);
+    assert!(
+        String::from_utf8_lossy(&plan.stdout).contains("  relay    leave (unchanged)"),
+        "{plan:?}"
     );
 
     let down = atelier_in(root, &["down"]);
