@@ -147,8 +147,28 @@ impl Service {
     }
 }
 
+/// A log larger than this is rotated when its service (re)starts.
+pub const LOG_ROTATE_BYTES: u64 = 16 << 20;
+/// Rotated logs kept: `NAME.log.1` (newest) to `NAME.log.N`.
+pub const LOG_KEEP: u32 = 3;
+
+/// Rotates `log` if it has grown past [`LOG_ROTATE_BYTES`]: `x.log` -> `x.log.1` ->
+/// `x.log.2` ..., dropping the oldest. Done only when the service (re)starts, so the
+/// process never writes to a renamed file.
+fn rotate(log: &Path) {
+    if std::fs::metadata(log).map_or(true, |m| m.len() <= LOG_ROTATE_BYTES) {
+        return;
+    }
+    let numbered = |n: u32| PathBuf::from(format!("{}.{n}", log.display()));
+    let _ = std::fs::remove_file(numbered(LOG_KEEP));
+    for n in (1..LOG_KEEP).rev() {
+        let _ = std::fs::rename(numbered(n), numbered(n + 1));
+    }
+    let _ = std::fs::rename(log, numbered(1));
+}
+
 /// Starts `node SCRIPT` in the runtime's PDS directory with `env` added, stdout and
-/// stderr appended to `log`.
+/// stderr appended to `log` (rotated first if it is large).
 fn start(
     name: &'static str,
     runtime: &Runtime,
@@ -156,6 +176,7 @@ fn start(
     env: &[(String, String)],
     log: &Path,
 ) -> Result<Child, SandboxError> {
+    rotate(log);
     let out = File::options()
         .create(true)
         .append(true)
@@ -260,5 +281,37 @@ impl Service {
             let _ = self.child.kill();
         }
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_logs_rotate_and_the_oldest_goes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("pds.log");
+        let numbered = |n: u32| dir.path().join(format!("pds.log.{n}"));
+        // Small: left alone.
+        std::fs::write(&log, "small").expect("write");
+        rotate(&log);
+        assert!(log.exists() && !numbered(1).exists());
+        // Large, several times: each generation moves up, at most LOG_KEEP are kept.
+        let big = vec![b'x'; usize::try_from(LOG_ROTATE_BYTES).expect("fits") + 1];
+        for round in 0..=LOG_KEEP {
+            std::fs::write(&log, [&big[..], &[b'0' + round as u8]].concat()).expect("write");
+            rotate(&log);
+            assert!(!log.exists(), "round {round}: the live log moved");
+        }
+        for n in 1..=LOG_KEEP {
+            let last = std::fs::read(numbered(n)).expect("kept").pop();
+            assert_eq!(
+                last,
+                Some(b'0' + (LOG_KEEP - n + 1) as u8),
+                "generation {n}"
+            );
+        }
+        assert!(!numbered(LOG_KEEP + 1).exists(), "the oldest is dropped");
     }
 }
