@@ -148,9 +148,9 @@ impl Service {
 }
 
 /// A log larger than this is rotated when its service (re)starts.
-pub const LOG_ROTATE_BYTES: u64 = 16 << 20;
+pub(crate) const LOG_ROTATE_BYTES: u64 = 16 << 20;
 /// Rotated logs kept: `NAME.log.1` (newest) to `NAME.log.N`.
-pub const LOG_KEEP: u32 = 3;
+pub(crate) const LOG_KEEP: u32 = 3;
 
 /// Rotates `log` if it has grown past [`LOG_ROTATE_BYTES`]: `x.log` -> `x.log.1` ->
 /// `x.log.2` ..., dropping the oldest. Done only when the service (re)starts, so the
