@@ -7,6 +7,10 @@
 //!   the live stream without undoing it;
 //! - [`index`]: verified stream events to index changes, with lenient validation of AC's
 //!   records from the wild (repairs recorded, failures counted and kept out);
+//! - [`labels`]: the ATProto label type (shared with the control plane's labeler) and
+//!   label sync: follows labelers' `subscribeLabels`, verifies every label against the
+//!   labeler's `#atproto_label` key and stores the current state, which every query applies
+//!   (`!hide`/`!takedown` hide, other values ride along on the views);
 //! - [`store`]: the index store trait and its SQLite and Postgres backends (sqlx, one SQL);
 //! - [`ingest`]: follows a `subscribeRepos` source through the sync layer and commits
 //!   batches of changes together with the source cursor;
@@ -23,6 +27,7 @@ pub mod backfill;
 pub mod error;
 pub mod index;
 pub mod ingest;
+pub mod labels;
 pub mod service;
 pub mod store;
 

@@ -3,9 +3,11 @@
 //! ([`PgCluster`]: `initdb` + `postgres` on a loopback port; the tests fail, not skip, when
 //! PostgreSQL is not installed). Idempotent upserts keyed by URI + CID, deletes, profiles,
 //! hiding inactive accounts, cursors moving with their batch, feed paging and filters, and
-//! the database surviving a reopen.
+//! the database surviving a reopen, and labels (hiding, views, negation, expiry, cid limits,
+//! configured sources, the label cursor).
 
 use atelier_appview::index::{Change, Profile, RecordRow};
+use atelier_appview::labels::Label;
 use atelier_appview::store::{AnyStore, FeedQuery, Snapshot, Store, StoreLocation};
 use atelier_sandbox::PgCluster;
 use serde_json::json;
@@ -71,6 +73,7 @@ on_both_backends!(
     remixes_mentions_and_follows_notify,
     snapshots_replace_an_actor_unless_the_stream_is_ahead,
     search_and_following,
+    labels_hide_warn_negate_expire,
 );
 
 fn row(did: &str, collection: &str, rkey: &str, cid: &str, when: &str) -> RecordRow {
@@ -744,4 +747,194 @@ async fn search_and_following(fixture: Fixture) {
         let page = store.feed(&query).await.expect("feed");
         assert_eq!(uris(&page), want, "{query:?}");
     }
+}
+
+const L1: &str = "did:plc:labeler1111111111111111";
+const L2: &str = "did:plc:labeler2222222222222222";
+
+/// A label (unsigned: the store keeps what label sync verified).
+fn label(src: &str, uri: &str, val: &str) -> Label {
+    Label::new(src, uri, val, "2026-02-01T00:00:00.000Z")
+}
+
+/// The feed's (uri, label values) in order.
+async fn labelled_feed(store: &AnyStore) -> Vec<(String, Vec<String>)> {
+    let page = store
+        .feed(&FeedQuery {
+            limit: 50,
+            ..FeedQuery::default()
+        })
+        .await
+        .expect("feed");
+    page.records
+        .iter()
+        .map(|r| {
+            let vals = r.labels.iter().flatten().map(|l| l.val.clone()).collect();
+            (r.uri.clone(), vals)
+        })
+        .collect()
+}
+
+async fn labels_hide_warn_negate_expire(fixture: Fixture) {
+    let store = fixture.open().await;
+    let p1 = row(A, PAINTING, "p1", "bafy-1", "2026-01-01T00:00:00Z");
+    let m1 = row(A, MOOD, "m1", "bafy-2", "2026-01-02T00:00:00Z");
+    let p2 = RecordRow {
+        remix_of: Some(p1.uri.clone()),
+        ..row(B, PAINTING, "p2", "bafy-3", "2026-01-03T00:00:00Z")
+    };
+    let batch = vec![
+        Change::Record(p1.clone()),
+        Change::Record(m1.clone()),
+        Change::Record(p2.clone()),
+    ];
+    store.apply(&batch, None).await.expect("apply");
+    store
+        .set_label_sources(&[L1.to_owned()])
+        .await
+        .expect("sources");
+    assert_eq!(store.label_cursor(L1).await.expect("cursor"), None);
+    let all = |vals: [Vec<&str>; 3]| -> Vec<(String, Vec<String>)> {
+        [&p2.uri, &m1.uri, &p1.uri]
+            .into_iter()
+            .zip(vals)
+            .map(|(u, v)| (u.clone(), v.into_iter().map(str::to_owned).collect()))
+            .collect()
+    };
+    let later = "2999-01-01T00:00:00.000Z";
+    let earlier = "2000-01-01T00:00:00.000Z";
+
+    // (labels applied at this step's seq, the feed after it as [p2, m1, p1] label values
+    // with None = hidden, whether A's remix notification shows)
+    type Step = (Vec<Label>, [Option<Vec<&'static str>>; 3], bool);
+    let steps: Vec<Step> = vec![
+        // Labels on a record and on its author ride on the views.
+        (
+            vec![label(L1, &p1.uri, "!warn"), label(L1, A, "nudity")],
+            [
+                Some(vec![]),
+                Some(vec!["nudity"]),
+                Some(vec!["!warn", "nudity"]),
+            ],
+            true,
+        ),
+        // !hide on the remix: gone from the feed, getRecord and the notification.
+        (
+            vec![label(L1, &p2.uri, "!hide")],
+            [None, Some(vec!["nudity"]), Some(vec!["!warn", "nudity"])],
+            false,
+        ),
+        // Its negation brings it back; negating !warn removes it from the view.
+        (
+            vec![
+                label(L1, &p2.uri, "!hide").negated(),
+                label(L1, &p1.uri, "!warn").negated(),
+            ],
+            [Some(vec![]), Some(vec!["nudity"]), Some(vec!["nudity"])],
+            true,
+        ),
+        // A label limited to another version of the record does not apply.
+        (
+            vec![label(L1, &p1.uri, "!hide").with_cid("bafy-other")],
+            [Some(vec![]), Some(vec!["nudity"]), Some(vec!["nudity"])],
+            true,
+        ),
+        (
+            vec![label(L1, &p1.uri, "!hide").with_cid("bafy-1")],
+            [Some(vec![]), Some(vec!["nudity"]), None],
+            true,
+        ),
+        // An account takedown that has expired does not apply; one that has not hides
+        // every record of the account.
+        (
+            vec![
+                label(L1, &p1.uri, "!hide").negated(),
+                label(L1, A, "!takedown").with_exp(earlier),
+            ],
+            [Some(vec![]), Some(vec!["nudity"]), Some(vec!["nudity"])],
+            true,
+        ),
+        (
+            vec![label(L1, A, "!takedown").with_exp(later)],
+            [Some(vec![]), None, None],
+            true,
+        ),
+        (
+            vec![label(L1, A, "!takedown").negated()],
+            [Some(vec![]), Some(vec!["nudity"]), Some(vec!["nudity"])],
+            true,
+        ),
+    ];
+    for (i, (labels, expect, notified)) in steps.into_iter().enumerate() {
+        let seq = 10 + i as i64;
+        let stored = store.apply_labels(L1, &labels, seq).await.expect("labels");
+        assert_eq!(stored, labels.len() as u64, "step {i}");
+        assert_eq!(store.label_cursor(L1).await.expect("cursor"), Some(seq));
+        let want: Vec<(String, Vec<String>)> = all(expect.clone().map(|v| v.unwrap_or_default()))
+            .into_iter()
+            .zip(&expect)
+            .filter(|(_, e)| e.is_some())
+            .map(|(w, _)| w)
+            .collect();
+        assert_eq!(labelled_feed(&store).await, want, "step {i}");
+        for (uri, e) in [&p2.uri, &m1.uri, &p1.uri].into_iter().zip(&expect) {
+            let view = store.record(uri).await.expect("record");
+            assert_eq!(view.is_some(), e.is_some(), "step {i}: getRecord {uri}");
+        }
+        let remixes = store
+            .feed(&FeedQuery {
+                remix_of: Some(p1.uri.clone()),
+                limit: 10,
+                ..FeedQuery::default()
+            })
+            .await
+            .expect("remixes");
+        assert_eq!(
+            remixes.records.len(),
+            usize::from(expect[0].is_some()),
+            "step {i}"
+        );
+        let notes = store
+            .notifications(A, None, 50)
+            .await
+            .expect("notifications");
+        assert_eq!(notes.notifications.len(), usize::from(notified), "step {i}");
+        assert_eq!(
+            store.unread_count(A).await.expect("unread"),
+            i64::from(notified),
+            "step {i}"
+        );
+    }
+
+    // Labels from a source that is not configured are stored but do not apply.
+    store
+        .apply_labels(L2, &[label(L2, &m1.uri, "!hide")], 3)
+        .await
+        .expect("labels");
+    assert!(store.record(&m1.uri).await.expect("record").is_some());
+    store
+        .set_label_sources(&[L1.to_owned(), L2.to_owned()])
+        .await
+        .expect("sources");
+    assert!(store.record(&m1.uri).await.expect("record").is_none());
+    let on = store
+        .labels_on(&[m1.uri.clone(), A.to_owned()], 0)
+        .await
+        .expect("labels_on");
+    let got: Vec<(&str, &str)> = on
+        .iter()
+        .map(|l| (l.src.as_str(), l.val.as_str()))
+        .collect();
+    assert_eq!(got, vec![(L2, "!hide"), (L1, "nudity")]);
+    store
+        .set_label_sources(&[L1.to_owned()])
+        .await
+        .expect("sources");
+    assert!(store.record(&m1.uri).await.expect("record").is_some());
+
+    // Cursors survive a reopen.
+    store.close().await;
+    let store = fixture.open().await;
+    assert_eq!(store.label_cursor(L1).await.expect("cursor"), Some(17));
+    assert_eq!(store.label_cursor(L2).await.expect("cursor"), Some(3));
 }

@@ -2,6 +2,9 @@
 //! HTTP API over it, as one [`run`] (`run(config, listener, shutdown)`, like every Atelier
 //! service).
 //!
+//! Label sync ([`crate::labels::sync`]) runs beside ingest when label sources are
+//! configured; its commits invalidate the response cache like ingest's.
+//!
 //! If ingest stops with an error (the store failed), the server stops too and [`run`]
 //! returns that error, so the supervisor restarts the whole AppView from its stored cursor
 //! rather than serving an index that no longer moves.
@@ -20,6 +23,7 @@ use tracing::{error, info};
 use crate::auth::ServiceAuth;
 use crate::error::AppViewError;
 use crate::ingest::{self, IngestConfig, IngestStats};
+use crate::labels::{LabelStats, LabelSyncConfig};
 use crate::store::{AnyStore, StoreLocation};
 
 /// What the AppView service needs, resolved (paths absolute, secrets read).
@@ -34,6 +38,9 @@ pub struct AppViewConfig {
     pub response_cache_bytes: usize,
     /// The AppView's own DID: the `aud` that viewers' inter-service tokens must name.
     pub service_did: String,
+    /// The labelers whose labels apply to what the AppView serves (label sync); no
+    /// sources by default.
+    pub labels: LabelSyncConfig,
 }
 
 /// The AppView's DID when the configuration names none (`did:web` of its hostname is
@@ -51,6 +58,7 @@ impl AppViewConfig {
             ingest,
             response_cache_bytes: DEFAULT_RESPONSE_CACHE_BYTES,
             service_did: DEFAULT_SERVICE_DID.to_owned(),
+            labels: LabelSyncConfig::default(),
         }
     }
 }
@@ -60,6 +68,8 @@ impl AppViewConfig {
 pub(crate) struct Shared {
     pub(crate) store: Arc<AnyStore>,
     pub(crate) stats: Arc<IngestStats>,
+    /// Label sync's counters (and the cache generation its commits move).
+    pub(crate) labels: Arc<LabelStats>,
     pub(crate) source: Option<String>,
     pub(crate) cache: cache::ResponseCache,
     /// Verifies viewers' inter-service tokens (per-user endpoints).
@@ -99,6 +109,28 @@ pub async fn run(
         })
     });
 
+    let label_stats = Arc::new(LabelStats::default());
+    // Always run, even with no sources: it records which sources apply, so labels from a
+    // source no longer configured stop applying.
+    let labels_task = {
+        let label_config = config.labels.clone();
+        let (guard, resolver) =
+            ingest::identity(&label_config.plc_url, label_config.allow_loopback).map_err(
+                |reason| AppViewError::Source {
+                    source_url: label_config.plc_url.clone(),
+                    reason,
+                },
+            )?;
+        let (store, stats, stop) = (
+            Arc::clone(&store),
+            Arc::clone(&label_stats),
+            stop_rx.clone(),
+        );
+        tokio::spawn(async move {
+            crate::labels::sync::run(label_config, store, stats, resolver, guard, stop).await
+        })
+    };
+
     let (plc_url, allow_loopback) = match &config.ingest {
         Some(i) => (i.plc_url.clone(), i.allow_loopback),
         None => (IngestConfig::new("").plc_url, false),
@@ -111,6 +143,7 @@ pub async fn run(
     let shared = Arc::new(Shared {
         store: Arc::clone(&store),
         stats,
+        labels: label_stats,
         source: config.ingest.as_ref().map(|i| i.source.clone()),
         cache: cache::ResponseCache::new(config.response_cache_bytes),
         auth: ServiceAuth::new(resolver, config.service_did.clone()),
@@ -139,6 +172,11 @@ pub async fn run(
         }),
         None => Ok(()),
     };
+    match labels_task.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => error!(error = %e, "label sync failed"),
+        Err(e) => error!(error = %e, "label sync task failed"),
+    }
     store.close().await;
     served.map_err(|e| AppViewError::Serve(e.to_string()))?;
     ingest_result

@@ -104,7 +104,13 @@ async fn cached(
         .uri()
         .path_and_query()
         .map_or_else(String::new, |p| p.as_str().to_owned());
-    let generation = shared.stats.batches.load(Ordering::Acquire);
+    // Both counters only grow, so their sum changes whenever either does: a batch of
+    // ingest or a label commit.
+    let generation = shared
+        .stats
+        .batches
+        .load(Ordering::Acquire)
+        .wrapping_add(shared.labels.generation.load(Ordering::Acquire));
     if let Some(body) = shared.cache.get(&key, generation) {
         shared.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
         return ([(header::CONTENT_TYPE, "application/json")], body).into_response();
@@ -267,10 +273,24 @@ impl Params {
 
 async fn health(State(shared): State<Arc<Shared>>) -> Response {
     let seq = shared.stats.committed_seq.load(Ordering::Relaxed);
+    let label_sources: Vec<serde_json::Value> = shared
+        .labels
+        .sources()
+        .into_iter()
+        .map(|(did, s)| {
+            json!({
+                "did": did,
+                "cursor": s.cursor,
+                "connected": s.connected,
+                "lastError": s.last_error,
+            })
+        })
+        .collect();
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "source": shared.source,
         "committedSeq": (seq >= 0).then_some(seq),
+        "labelSources": label_sources,
     }))
     .into_response()
 }
@@ -497,5 +517,36 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
          # TYPE atelier_appview_committed_seq gauge\natelier_appview_committed_seq {}",
         s.committed_seq.load(Ordering::Relaxed)
     );
+    let labels = &shared.labels;
+    let _ = writeln!(
+        out,
+        "# HELP atelier_appview_labels_applied_total Verified labels stored from label sources (negations included).\n\
+         # TYPE atelier_appview_labels_applied_total counter\natelier_appview_labels_applied_total {}",
+        labels.applied.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP atelier_appview_labels_rejected_total Labels refused, by source and reason.\n\
+         # TYPE atelier_appview_labels_rejected_total counter"
+    );
+    for ((source, reason), n) in labels.rejected() {
+        let _ = writeln!(
+            out,
+            "atelier_appview_labels_rejected_total{{source=\"{source}\",reason=\"{reason}\"}} {n}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP atelier_appview_label_cursor The last seq applied from each label source.\n\
+         # TYPE atelier_appview_label_cursor gauge"
+    );
+    for (source, status) in labels.sources() {
+        if let Some(cursor) = status.cursor {
+            let _ = writeln!(
+                out,
+                "atelier_appview_label_cursor{{source=\"{source}\"}} {cursor}"
+            );
+        }
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -20,6 +20,7 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use crate::index::Change;
+use crate::labels::Label;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +86,8 @@ pub const MAX_PAGE: usize = 100;
 pub use atelier_relay::lexicons::generated::computer::aesthetic::actor::defs::{
     CollectionCount, ProfileView,
 };
+/// A label on a record view (`computer.aesthetic.feed.defs#labelView`).
+pub use atelier_relay::lexicons::generated::computer::aesthetic::feed::defs::LabelView;
 /// A record as queries return it (`computer.aesthetic.feed.defs#recordView`).
 pub use atelier_relay::lexicons::generated::computer::aesthetic::feed::defs::RecordView;
 /// A notification as queries return it (`computer.aesthetic.notification.defs#notificationView`).
@@ -132,6 +135,10 @@ pub struct NotificationPage {
     /// The actor's last `updateSeen`, in microseconds.
     pub seen_us: Option<i64>,
 }
+
+/// Label values that keep a record (on its URI) or all of an account's records (on its
+/// DID) out of every query: the reference AppView's takedown-like behaviour labels.
+pub const HIDING_LABELS: &[&str] = &["!hide", "!takedown", "!suspend"];
 
 /// The index store the ingester writes and the API reads.
 pub trait Store: Send + Sync + 'static {
@@ -228,6 +235,38 @@ pub trait Store: Send + Sync + 'static {
     /// backfill comparison).
     fn record_cids(&self)
     -> impl Future<Output = Result<Vec<(String, String)>, StoreError>> + Send;
+
+    /// Makes `sources` (labeler DIDs) the label sources whose labels apply; labels stored
+    /// from other sources stay, but stop applying until their source is configured again.
+    fn set_label_sources(
+        &self,
+        sources: &[String],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Stores verified labels from `source` (each replacing the current state of its
+    /// `src`, `uri` and `val`; a negation neutralises it) and moves the source's cursor to
+    /// `seq`, atomically. Returns how many labels were stored. A source not yet named by
+    /// [`Store::set_label_sources`] is recorded as not applying.
+    fn apply_labels(
+        &self,
+        source: &str,
+        labels: &[Label],
+        seq: i64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Where `source`'s `subscribeLabels` stream was read up to.
+    fn label_cursor(
+        &self,
+        source: &str,
+    ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
+
+    /// The labels in force at `now_us` on any of `subjects` (record URIs or DIDs) from the
+    /// configured sources: not negated, not expired; ordered by subject, source and value.
+    fn labels_on(
+        &self,
+        subjects: &[String],
+        now_us: i64,
+    ) -> impl Future<Output = Result<Vec<LabelView>, StoreError>> + Send;
 }
 
 /// Records (or follows) per multi-row upsert: 11 columns each, well under SQLite's 32,766
@@ -471,4 +510,69 @@ impl Store for AnyStore {
     async fn record_cids(&self) -> Result<Vec<(String, String)>, StoreError> {
         forward!(self.record_cids())
     }
+
+    async fn set_label_sources(&self, sources: &[String]) -> Result<(), StoreError> {
+        forward!(self.set_label_sources(sources))
+    }
+
+    async fn apply_labels(
+        &self,
+        source: &str,
+        labels: &[Label],
+        seq: i64,
+    ) -> Result<u64, StoreError> {
+        forward!(self.apply_labels(source, labels, seq))
+    }
+
+    async fn label_cursor(&self, source: &str) -> Result<Option<i64>, StoreError> {
+        forward!(self.label_cursor(source))
+    }
+
+    async fn labels_on(
+        &self,
+        subjects: &[String],
+        now_us: i64,
+    ) -> Result<Vec<LabelView>, StoreError> {
+        forward!(self.labels_on(subjects, now_us))
+    }
+}
+
+/// Puts each label in `labels` on the views it applies to: those of the record it names
+/// (any version, or the version its `cid` names) and those of its author's DID. Views
+/// without labels keep `labels: None`.
+pub(crate) fn attach_labels(views: &mut [RecordView], labels: Vec<LabelView>) {
+    if labels.is_empty() {
+        return;
+    }
+    for view in views {
+        let on: Vec<LabelView> = labels
+            .iter()
+            .filter(|l| {
+                (l.uri == view.uri && l.cid.as_ref().is_none_or(|cid| *cid == view.cid))
+                    || l.uri == view.did
+            })
+            .cloned()
+            .collect();
+        if !on.is_empty() {
+            view.labels = Some(on);
+        }
+    }
+}
+
+/// SQL that is true when no hiding label ([`HIDING_LABELS`]) from a configured source is
+/// in force on the record `uri` (version `cid`, a column that may be NULL) or on the
+/// account `did`; `now` is the placeholder bound to the current time in microseconds.
+/// Uses `labels_by_subject`, one index probe per subject.
+pub(crate) fn not_hidden(uri: &str, cid: &str, did: &str, now: &str) -> String {
+    let values = HIDING_LABELS
+        .iter()
+        .map(|v| format!("'{v}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "NOT EXISTS (SELECT 1 FROM labels l JOIN label_sources ls ON ls.src = l.src \
+         WHERE (l.uri = {uri} OR l.uri = {did}) AND l.val IN ({values}) AND ls.active \
+         AND l.neg = FALSE AND (l.exp_us IS NULL OR l.exp_us > {now}) \
+         AND (l.cid IS NULL OR l.uri <> {uri} OR l.cid = {cid}))"
+    )
 }

@@ -20,6 +20,8 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgr
 pub struct PostgresStore {
     writer: PgPool,
     readers: PgPool,
+    /// Whether any label is stored (see `sql.rs`, `Labelled`).
+    labelled: super::sql::Labelled,
 }
 
 /// Connections in the pool: the ingest writer plus concurrent queries.
@@ -40,9 +42,11 @@ impl PostgresStore {
             .connect_with(options)
             .await?;
         MIGRATIONS.run(&pool).await?;
+        let labelled = load_labelled(&pool).await?;
         Ok(PostgresStore {
             writer: pool.clone(),
             readers: pool,
+            labelled,
         })
     }
 

@@ -12,6 +12,34 @@
 //! decodes (`Encode`, `Decode`, `Type`, executor lifetimes) on every function; expanding
 //! the same text for two concrete types keeps the SQL in one place and readable.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Whether the store holds any label. Until it does, queries skip the label filter and the
+/// label lookup entirely, so an AppView without label sources pays nothing for them. Read
+/// at open and set when labels are stored; labels are only written by the process's own
+/// label sync, so the flag cannot miss a label another process wrote unless two AppViews
+/// share one database, one syncing labels (then the other sees them after a restart).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Labelled(Arc<AtomicBool>);
+
+impl Labelled {
+    /// The flag, as read from the database.
+    pub(crate) fn new(any: bool) -> Labelled {
+        Labelled(Arc::new(AtomicBool::new(any)))
+    }
+
+    /// Whether labels may apply.
+    pub(crate) fn get(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Labels are stored from now on.
+    pub(crate) fn set(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
 /// Expands the shared store code for `$store` (a struct with `writer` and `readers`
 /// pools) over the sqlx database `$db`.
 macro_rules! sql_store {
@@ -20,9 +48,11 @@ macro_rules! sql_store {
         use sqlx::{Row, Transaction};
 
         use crate::index::{Change, Profile, RecordRow};
+        use crate::labels::Label;
         use crate::store::{
-            Applied, BackfillCounts, CollectionCount, FeedQuery, MAX_PAGE, NotificationPage,
-            NotificationView, Page, ProfileView, RecordView, Snapshot, Store, StoreError,
+            Applied, BackfillCounts, CollectionCount, FeedQuery, LabelView, MAX_PAGE,
+            NotificationPage, NotificationView, Page, ProfileView, RecordView, Snapshot, Store,
+            StoreError, attach_labels, not_hidden,
         };
 
         type Db = $db;
@@ -459,6 +489,7 @@ macro_rules! sql_store {
                 created_at: (!created_at.is_empty()).then_some(created_at),
                 record,
                 repairs,
+                labels: None,
             })
         }
 
@@ -469,6 +500,81 @@ macro_rules! sql_store {
             FROM notifications n LEFT JOIN actors a ON a.did = n.author
                 LEFT JOIN records r ON r.uri = n.uri
             WHERE n.recipient = $1 AND COALESCE(a.active, TRUE)";
+
+        /// Puts the labels in force on `views` (their records and authors) on them, with
+        /// one query.
+        async fn label_views(
+            pool: &sqlx::Pool<Db>,
+            views: &mut [RecordView],
+            now: i64,
+        ) -> Result<(), StoreError> {
+            if views.is_empty() {
+                return Ok(());
+            }
+            let mut subjects: Vec<String> = views
+                .iter()
+                .flat_map(|v| [v.uri.clone(), v.did.clone()])
+                .collect();
+            subjects.sort_unstable();
+            subjects.dedup();
+            let labels = labels_on(pool, &subjects, now).await?;
+            attach_labels(views, labels);
+            Ok(())
+        }
+
+        async fn labels_on(
+            pool: &sqlx::Pool<Db>,
+            subjects: &[String],
+            now: i64,
+        ) -> Result<Vec<LabelView>, StoreError> {
+            let mut out = Vec::new();
+            for chunk in subjects.chunks(crate::store::RECORD_CHUNK) {
+                let mut q = sqlx::QueryBuilder::<Db>::new(
+                    "SELECT l.src, l.uri, l.cid, l.val, l.cts, l.exp FROM labels l \
+                     JOIN label_sources ls ON ls.src = l.src \
+                     WHERE ls.active AND l.neg = FALSE AND (l.exp_us IS NULL OR l.exp_us > ",
+                );
+                q.push_bind(now).push(") AND l.uri IN (");
+                let mut list = q.separated(", ");
+                for subject in chunk {
+                    list.push_bind(subject);
+                }
+                list.push_unseparated(") ORDER BY l.uri, l.src, l.val");
+                for row in q.build().fetch_all(pool).await? {
+                    out.push(LabelView {
+                        src: row.try_get("src")?,
+                        uri: row.try_get("uri")?,
+                        cid: row.try_get("cid")?,
+                        val: row.try_get("val")?,
+                        cts: row.try_get("cts")?,
+                        exp: row.try_get("exp")?,
+                    });
+                }
+            }
+            Ok(out)
+        }
+
+        /// `AND` the label filter for notifications (on the causing record and its author),
+        /// or nothing while no label is stored.
+        fn notification_filter(labelled: bool, now: &str) -> String {
+            if labelled {
+                format!(" AND {}", not_hidden("n.uri", "r.cid", "n.author", now))
+            } else {
+                String::new()
+            }
+        }
+
+        /// Whether the `labels` table has a row (for [`Labelled`](super::sql::Labelled)).
+        pub(crate) async fn load_labelled(
+            pool: &sqlx::Pool<Db>,
+        ) -> Result<crate::store::sql::Labelled, StoreError> {
+            let n: i64 =
+                sqlx::query("SELECT COUNT(*) AS n FROM (SELECT 1 FROM labels LIMIT 1) AS t")
+                    .fetch_one(pool)
+                    .await?
+                    .try_get("n")?;
+            Ok(crate::store::sql::Labelled::new(n > 0))
+        }
 
         async fn seen_us(
             pool: &sqlx::Pool<Db>,
@@ -551,19 +657,44 @@ macro_rules! sql_store {
             }
 
             async fn record(&self, uri: &str) -> Result<Option<RecordView>, StoreError> {
-                let sql = format!("SELECT {RECORD_COLUMNS} {VISIBLE} AND r.uri = $1");
-                let row = sqlx::query(&sql)
-                    .bind(uri)
-                    .fetch_optional(&self.readers)
-                    .await?;
-                row.as_ref().map(record_view).transpose()
+                let now = now_us();
+                let labelled = self.labelled.get();
+                let hidden = if labelled {
+                    format!(" AND {}", not_hidden("r.uri", "r.cid", "r.did", "$2"))
+                } else {
+                    String::new()
+                };
+                let sql = format!("SELECT {RECORD_COLUMNS} {VISIBLE} AND r.uri = $1{hidden}");
+                let mut query = sqlx::query(&sql).bind(uri);
+                if labelled {
+                    query = query.bind(now);
+                }
+                let row = query.fetch_optional(&self.readers).await?;
+                let Some(view) = row.as_ref().map(record_view).transpose()? else {
+                    return Ok(None);
+                };
+                if !labelled {
+                    return Ok(Some(view));
+                }
+                let mut views = [view];
+                label_views(&self.readers, &mut views, now).await?;
+                let [view] = views;
+                Ok(Some(view))
             }
 
             async fn feed(&self, query: &FeedQuery) -> Result<Page, StoreError> {
                 let limit = query.limit.clamp(1, MAX_PAGE);
+                let now = now_us();
                 let mut q = sqlx::QueryBuilder::<Db>::new(format!(
                     "SELECT {RECORD_COLUMNS} {VISIBLE}"
                 ));
+                // Labelled records never reach a page: the filter is part of the query, so
+                // pages stay full and cursors stay valid.
+                let labelled = self.labelled.get();
+                let hidden = not_hidden("r.uri", "r.cid", "r.did", "\u{0}");
+                if labelled && let Some((before, after)) = hidden.split_once('\u{0}') {
+                    q.push(" AND ").push(before).push_bind(now).push(after);
+                }
                 if let Some(author) = &query.author {
                     q.push(" AND r.did = ").push_bind(author);
                 }
@@ -611,10 +742,13 @@ macro_rules! sql_store {
                 q.push(" ORDER BY r.created_at DESC, r.id DESC LIMIT ")
                     .push_bind(limit as i64);
                 let rows = q.build().fetch_all(&self.readers).await?;
-                let records = rows
+                let mut records = rows
                     .iter()
                     .map(record_view)
                     .collect::<Result<Vec<_>, _>>()?;
+                if labelled {
+                    label_views(&self.readers, &mut records, now).await?;
+                }
                 let cursor = match (records.len() == limit, rows.last()) {
                     (true, Some(last)) => {
                         let id: i64 = last.try_get("id")?;
@@ -679,15 +813,19 @@ macro_rules! sql_store {
             ) -> Result<NotificationPage, StoreError> {
                 let limit = limit.clamp(1, MAX_PAGE);
                 let seen_us = seen_us(&self.readers, recipient).await?;
+                let labelled = self.labelled.get();
                 let sql = format!(
-                    "{NOTIFICATION_SELECT} AND n.id < $2 ORDER BY n.id DESC LIMIT $3"
+                    "{NOTIFICATION_SELECT}{} AND n.id < $2 ORDER BY n.id DESC LIMIT $3",
+                    notification_filter(labelled, "$4")
                 );
-                let rows = sqlx::query(&sql)
+                let mut query = sqlx::query(&sql)
                     .bind(recipient)
                     .bind(before.unwrap_or(i64::MAX))
-                    .bind(limit as i64)
-                    .fetch_all(&self.readers)
-                    .await?;
+                    .bind(limit as i64);
+                if labelled {
+                    query = query.bind(now_us());
+                }
+                let rows = query.fetch_all(&self.readers).await?;
                 let notifications = rows
                     .iter()
                     .map(|r| notification_view(r, seen_us.unwrap_or(0)))
@@ -710,11 +848,19 @@ macro_rules! sql_store {
                 limit: usize,
             ) -> Result<Vec<NotificationView>, StoreError> {
                 let seen = seen_us(&self.readers, recipient).await?.unwrap_or(0);
-                let sql = format!("{NOTIFICATION_SELECT} AND n.id > $2 ORDER BY n.id LIMIT $3");
-                sqlx::query(&sql)
+                let labelled = self.labelled.get();
+                let sql = format!(
+                    "{NOTIFICATION_SELECT}{} AND n.id > $2 ORDER BY n.id LIMIT $3",
+                    notification_filter(labelled, "$4")
+                );
+                let mut query = sqlx::query(&sql)
                     .bind(recipient)
                     .bind(after)
-                    .bind(limit.clamp(1, MAX_PAGE) as i64)
+                    .bind(limit.clamp(1, MAX_PAGE) as i64);
+                if labelled {
+                    query = query.bind(now_us());
+                }
+                query
                     .fetch_all(&self.readers)
                     .await?
                     .iter()
@@ -724,13 +870,20 @@ macro_rules! sql_store {
 
             async fn unread_count(&self, recipient: &str) -> Result<i64, StoreError> {
                 let seen = seen_us(&self.readers, recipient).await?.unwrap_or(0);
-                Ok(sqlx::query(
+                let labelled = self.labelled.get();
+                let sql = format!(
                     "SELECT COUNT(*) AS n FROM notifications n
                      LEFT JOIN actors a ON a.did = n.author
-                     WHERE n.recipient = $1 AND n.indexed_us > $2 AND COALESCE(a.active, TRUE)",
-                )
-                .bind(recipient)
-                .bind(seen)
+                     LEFT JOIN records r ON r.uri = n.uri
+                     WHERE n.recipient = $1 AND n.indexed_us > $2 AND COALESCE(a.active, TRUE)
+                         {}",
+                    notification_filter(labelled, "$3")
+                );
+                let mut query = sqlx::query(&sql).bind(recipient).bind(seen);
+                if labelled {
+                    query = query.bind(now_us());
+                }
+                Ok(query
                 .fetch_one(&self.readers)
                 .await?
                 .try_get("n")?)
@@ -819,6 +972,97 @@ macro_rules! sql_store {
                         Ok(Snapshot::Applied(applied))
                     }
                 }
+            }
+
+            async fn set_label_sources(&self, sources: &[String]) -> Result<(), StoreError> {
+                let mut tx = self.writer.begin().await?;
+                sqlx::query("UPDATE label_sources SET active = FALSE")
+                    .execute(&mut *tx)
+                    .await?;
+                for source in sources {
+                    sqlx::query(
+                        "INSERT INTO label_sources (src, seq, active) VALUES ($1, NULL, TRUE)
+                         ON CONFLICT (src) DO UPDATE SET active = TRUE",
+                    )
+                    .bind(source)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn apply_labels(
+                &self,
+                source: &str,
+                labels: &[Label],
+                seq: i64,
+            ) -> Result<u64, StoreError> {
+                let mut tx = self.writer.begin().await?;
+                let mut stored = 0;
+                // One statement per label: a frame usually carries one, and a later label
+                // for the same key must replace an earlier one in the same frame.
+                for label in labels {
+                    let exp_us = match &label.exp {
+                        Some(exp) => Some(crate::labels::label::datetime_micros(exp).map_err(
+                            |detail| StoreError::Corrupt {
+                                what: "label exp",
+                                detail,
+                            },
+                        )?),
+                        None => None,
+                    };
+                    stored += sqlx::query(
+                        "INSERT INTO labels (src, uri, val, cid, neg, cts, exp, exp_us, sig, seq)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                         ON CONFLICT (src, uri, val) DO UPDATE SET cid = excluded.cid,
+                             neg = excluded.neg, cts = excluded.cts, exp = excluded.exp,
+                             exp_us = excluded.exp_us, sig = excluded.sig, seq = excluded.seq",
+                    )
+                    .bind(&label.src)
+                    .bind(&label.uri)
+                    .bind(&label.val)
+                    .bind(&label.cid)
+                    .bind(label.is_negation())
+                    .bind(&label.cts)
+                    .bind(&label.exp)
+                    .bind(exp_us)
+                    .bind(&label.sig)
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                }
+                if stored > 0 {
+                    // Before the commit: a query that sees the rows also applies them.
+                    self.labelled.set();
+                }
+                sqlx::query(
+                    "INSERT INTO label_sources (src, seq, active) VALUES ($1, $2, FALSE)
+                     ON CONFLICT (src) DO UPDATE SET seq = excluded.seq",
+                )
+                .bind(source)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(stored)
+            }
+
+            async fn label_cursor(&self, source: &str) -> Result<Option<i64>, StoreError> {
+                let row = sqlx::query("SELECT seq FROM label_sources WHERE src = $1")
+                    .bind(source)
+                    .fetch_optional(&self.readers)
+                    .await?;
+                Ok(row.map(|r| r.try_get::<Option<i64>, _>("seq")).transpose()?.flatten())
+            }
+
+            async fn labels_on(
+                &self,
+                subjects: &[String],
+                now_us: i64,
+            ) -> Result<Vec<LabelView>, StoreError> {
+                labels_on(&self.readers, subjects, now_us).await
             }
 
             async fn record_cids(&self) -> Result<Vec<(String, String)>, StoreError> {

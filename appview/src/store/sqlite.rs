@@ -22,6 +22,8 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite
 pub struct SqliteStore {
     writer: SqlitePool,
     readers: SqlitePool,
+    /// Whether any label is stored (see `sql.rs`, `Labelled`).
+    labelled: super::sql::Labelled,
 }
 
 impl SqliteStore {
@@ -56,7 +58,12 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options.read_only(true))
             .await?;
-        Ok(SqliteStore { writer, readers })
+        let labelled = load_labelled(&readers).await?;
+        Ok(SqliteStore {
+            writer,
+            readers,
+            labelled,
+        })
     }
 
     /// Closes both pools (waits for in-flight work).

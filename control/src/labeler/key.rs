@@ -181,6 +181,12 @@ impl SigningKey {
     }
 }
 
+impl atelier_appview::labels::LabelSigner for SigningKey {
+    fn sign_label_bytes(&self, msg: &[u8]) -> [u8; 64] {
+        self.sign(msg)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,8 @@
 //! - [`label`]: the label type (`com.atproto.label.defs#label`, version 1), field checks
 //!   with errors that name the field, the canonical DAG-CBOR encoding, signing (SHA-256,
 //!   k256, low-S) and verification with the relay's [`PublicKey`], JSON and CBOR forms.
+//!   It lives in the AppView (`atelier_appview::labels::label`), which verifies labels it
+//!   syncs from labelers, and is re-exported here.
 //! - [`key`]: the labeler's k256 signing key: generated, saved to and loaded from a hex
 //!   file (mode 0600), exposed as a Multikey / `did:key` for its DID document.
 //! - [`store`]: labels in SQLite, `seq` as the stream cursor; negations are new rows, and
@@ -39,13 +41,12 @@
 //!
 //! [`PublicKey`]: atelier_relay::sync::keys::PublicKey
 
-mod cbor;
 mod handle;
 pub mod key;
-pub mod label;
 pub mod service;
 pub mod store;
 
+pub use atelier_appview::labels::label;
 pub use handle::{Labeler, LabelerError};
 pub use key::{KeyFileError, SigningKey};
 pub use label::{Field, Label, LabelError};

@@ -23,9 +23,7 @@ use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::cbor;
 use super::handle::{Labeler, now_micros};
-use super::label::Label;
 use super::store::{LabelQuery, MAX_QUERY_TERMS, UriPattern};
 use atelier_relay::lexicons::syntax::{self, Format};
 use atelier_relay::sync::replay::error_frame;
@@ -71,27 +69,8 @@ pub async fn serve(
         .await
 }
 
-/// The `#labels` frame for `labels` at `seq`: the DAG-CBOR header `{t: "#labels", op: 1}`
-/// followed by the DAG-CBOR body `{seq, labels}` (labels with `sig`).
-pub fn labels_frame(seq: i64, labels: &[Label]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(32 + 256 * labels.len());
-    // Header: `t` sorts before `op` (shorter key first).
-    cbor::map(&mut out, 2);
-    cbor::text(&mut out, "t");
-    cbor::text(&mut out, "#labels");
-    cbor::text(&mut out, "op");
-    cbor::int(&mut out, 1);
-    // Body: `seq` sorts before `labels`.
-    cbor::map(&mut out, 2);
-    cbor::text(&mut out, "seq");
-    cbor::int(&mut out, seq);
-    cbor::text(&mut out, "labels");
-    cbor::array(&mut out, labels.len());
-    for label in labels {
-        label.write_cbor(&mut out, true);
-    }
-    out
-}
+/// The `#labels` frame (moved to the AppView with the label type).
+pub use atelier_appview::labels::labels_frame;
 
 /// An XRPC error response.
 fn xrpc_error(status: StatusCode, error: &str, message: impl Into<String>) -> Response {

@@ -10,6 +10,53 @@
 export declare const NSID: "computer.aesthetic.feed.defs";
 
 /**
+ * A label from a followed labeler, verified against its `#atproto_label` key (the fields of
+ * `com.atproto.label.defs#label` a client acts on).
+ *
+ * Object type `computer.aesthetic.feed.defs#labelView`.
+ */
+export interface LabelView {
+  /** The object's type, `computer.aesthetic.feed.defs#labelView`, when it is given. */
+  $type?: "computer.aesthetic.feed.defs#labelView";
+  /**
+   * The record version the label is limited to, if any.
+   *
+   * Schema: `string`, `format: cid`.
+   */
+  cid?: string;
+  /**
+   * When the label was created.
+   *
+   * Schema: `string`, `format: datetime`.
+   */
+  cts: string;
+  /**
+   * When the label stops applying, if it does.
+   *
+   * Schema: `string`, `format: datetime`.
+   */
+  exp?: string;
+  /**
+   * The labeler's DID.
+   *
+   * Schema: `string`, `format: did`.
+   */
+  src: string;
+  /**
+   * The subject: the record's AT-URI, or the author's DID for an account label.
+   *
+   * Schema: `string`, `format: uri`.
+   */
+  uri: string;
+  /**
+   * The label value (`!warn`, `nudity`, ...).
+   *
+   * Schema: `string`, `maxLength: 128`.
+   */
+  val: string;
+}
+
+/**
  * An indexed AC record as the AppView serves it.
  *
  * Object type `computer.aesthetic.feed.defs#recordView`.
@@ -48,6 +95,14 @@ export interface RecordView {
    * Schema: `string`, `format: handle`.
    */
   handle?: string;
+  /**
+   * Labels in force on the record or its author from the labelers the AppView follows (not
+   * negated, not expired). `!hide` and `!takedown` records are never served; `!warn` and other
+   * values are here for the client to render. Absent when there are none.
+   *
+   * Schema: `array`, items: ref to `computer.aesthetic.feed.defs#labelView`.
+   */
+  labels?: LabelView[];
   /**
    * The record as indexed, after lenient repairs, in ATProto JSON.
    *

@@ -8,6 +8,41 @@ use serde::{Deserialize, Serialize};
 /// The NSID of this lexicon.
 pub const NSID: &str = "computer.aesthetic.feed.defs";
 
+/// A label from a followed labeler, verified against its `#atproto_label` key (the fields of
+/// `com.atproto.label.defs#label` a client acts on).
+///
+/// Object type `computer.aesthetic.feed.defs#labelView`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelView {
+    /// The record version the label is limited to, if any.
+    ///
+    /// Schema: `string`, `format: cid`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cid: Option<String>,
+    /// When the label was created.
+    ///
+    /// Schema: `string`, `format: datetime`.
+    pub cts: String,
+    /// When the label stops applying, if it does.
+    ///
+    /// Schema: `string`, `format: datetime`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exp: Option<String>,
+    /// The labeler's DID.
+    ///
+    /// Schema: `string`, `format: did`.
+    pub src: String,
+    /// The subject: the record's AT-URI, or the author's DID for an account label.
+    ///
+    /// Schema: `string`, `format: uri`.
+    pub uri: String,
+    /// The label value (`!warn`, `nudity`, ...).
+    ///
+    /// Schema: `string`, `maxLength: 128`.
+    pub val: String,
+}
+
 /// An indexed AC record as the AppView serves it.
 ///
 /// Object type `computer.aesthetic.feed.defs#recordView`.
@@ -37,6 +72,13 @@ pub struct RecordView {
     /// Schema: `string`, `format: handle`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub handle: Option<String>,
+    /// Labels in force on the record or its author from the labelers the AppView follows (not
+    /// negated, not expired). `!hide` and `!takedown` records are never served; `!warn` and
+    /// other values are here for the client to render. Absent when there are none.
+    ///
+    /// Schema: `array`, items: ref to `computer.aesthetic.feed.defs#labelView`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<LabelView>>,
     /// The record as indexed, after lenient repairs, in ATProto JSON.
     ///
     /// Schema: `unknown`.

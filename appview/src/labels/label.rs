@@ -28,7 +28,14 @@ use data_encoding::{BASE64, BASE64_NOPAD};
 use serde_json::{Map, Value};
 
 use super::cbor;
-use super::key::SigningKey;
+
+/// Something that signs labels: SHA-256 of the message, ECDSA with the labeler's
+/// `#atproto_label` key, 64 bytes `r ‖ s`, low-S. The labeler's key (in the control plane)
+/// implements it; the AppView only verifies.
+pub trait LabelSigner {
+    /// Signs SHA-256(`msg`).
+    fn sign_label_bytes(&self, msg: &[u8]) -> [u8; 64];
+}
 
 /// The label format version this module implements (`ver`).
 pub const LABEL_VERSION: i64 = 1;
@@ -246,10 +253,10 @@ impl Label {
 
     /// Checks the label ([`Label::check`] and [`check_value`]) and signs it with `key`,
     /// replacing any previous signature.
-    pub fn sign(mut self, key: &SigningKey) -> Result<Label, LabelError> {
+    pub fn sign(mut self, key: &impl LabelSigner) -> Result<Label, LabelError> {
         self.check()?;
         check_value(&self.val)?;
-        let sig = key.sign(&self.signing_bytes());
+        let sig = key.sign_label_bytes(&self.signing_bytes());
         self.sig = Some(sig.to_vec());
         Ok(self)
     }
@@ -447,6 +454,28 @@ impl Label {
     }
 }
 
+/// The `subscribeLabels` `#labels` frame for `labels` at `seq`: the DAG-CBOR header
+/// `{t: "#labels", op: 1}` followed by the DAG-CBOR body `{seq, labels}` (labels with `sig`).
+pub fn labels_frame(seq: i64, labels: &[Label]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32 + 256 * labels.len());
+    // Header: `t` sorts before `op` (shorter key first).
+    cbor::map(&mut out, 2);
+    cbor::text(&mut out, "t");
+    cbor::text(&mut out, "#labels");
+    cbor::text(&mut out, "op");
+    cbor::int(&mut out, 1);
+    // Body: `seq` sorts before `labels`.
+    cbor::map(&mut out, 2);
+    cbor::text(&mut out, "seq");
+    cbor::int(&mut out, seq);
+    cbor::text(&mut out, "labels");
+    cbor::array(&mut out, labels.len());
+    for label in labels {
+        label.write_cbor(&mut out, true);
+    }
+    out
+}
+
 /// Decodes `{"$bytes": base64}` (standard alphabet, with or without padding).
 fn json_bytes(value: &Value) -> Option<Vec<u8>> {
     let map = value.as_object()?;
@@ -506,7 +535,7 @@ pub fn check_value(val: &str) -> Result<(), LabelError> {
 
 /// Parses an RFC 3339 datetime (the lexicon `datetime` format) to microseconds since the
 /// epoch.
-pub(crate) fn datetime_micros(value: &str) -> Result<i64, String> {
+pub fn datetime_micros(value: &str) -> Result<i64, String> {
     syntax::parse_datetime(value)
         .map(|dt| dt.timestamp_micros())
         .map_err(|e| e.reason)
@@ -541,6 +570,28 @@ mod tests {
         );
     }
 
+    /// A fixed test key (the AppView has no key generator of its own).
+    struct TestKey(secp256k1::SecretKey);
+
+    impl LabelSigner for TestKey {
+        fn sign_label_bytes(&self, msg: &[u8]) -> [u8; 64] {
+            use sha2::Digest;
+            let digest: [u8; 32] = sha2::Sha256::digest(msg).into();
+            let secp = secp256k1::Secp256k1::signing_only();
+            let mut sig = secp.sign_ecdsa(secp256k1::Message::from_digest(digest), &self.0);
+            sig.normalize_s();
+            sig.serialize_compact()
+        }
+    }
+
+    impl TestKey {
+        fn public_key(&self) -> PublicKey {
+            let secp = secp256k1::Secp256k1::signing_only();
+            let point = secp256k1::PublicKey::from_secret_key(&secp, &self.0).serialize();
+            PublicKey::from_point(atelier_relay::sync::keys::Curve::K256, &point).unwrap()
+        }
+    }
+
     #[test]
     fn cbor_round_trips() {
         let label = Label::new(
@@ -551,10 +602,10 @@ mod tests {
         )
         .with_exp("2025-10-23T17:51:19.128Z")
         .negated();
-        let key = SigningKey::generate();
+        let key = TestKey(secp256k1::SecretKey::from_byte_array([7; 32]).unwrap());
         let signed = label.sign(&key).unwrap();
         assert_eq!(Label::from_cbor(&signed.to_cbor()), Ok(signed.clone()));
         assert_eq!(Label::from_json(&signed.to_json()), Ok(signed.clone()));
-        assert_eq!(signed.verify(key.public_key()), Ok(()));
+        assert_eq!(signed.verify(&key.public_key()), Ok(()));
     }
 }
