@@ -77,7 +77,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 /// Options of `atelier relay replay`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReplayArgs {
-    /// The frame file: zstd of repeated [u32 little-endian length][frame], as written by
+    /// The frame file: zstd of repeated `[u32 little-endian length][frame]`, as written by
     /// `atelier relay record` (the firehose corpus's frames.bin.zst has the same format).
     #[arg(long, value_name = "FILE")]
     pub frames: PathBuf,

@@ -289,6 +289,47 @@ fn start_up(data: &str) -> (std::process::Child, String, String) {
     (child, pds.unwrap_or_default(), feed.unwrap_or_default())
 }
 
+/// Signs in to `pds` as `handle` with an app password (as `atelier account create`
+/// prints it) and writes a painting with code `code`; returns its URI.
+async fn publish_painting(pds: &str, handle: &str, app_password: &str, code: &str) -> String {
+    let http = reqwest::Client::new();
+    let session: serde_json::Value = http
+        .post(format!("{pds}/xrpc/com.atproto.server.createSession"))
+        .json(&serde_json::json!({"identifier": handle, "password": app_password}))
+        .send()
+        .await
+        .expect("createSession")
+        .json()
+        .await
+        .expect("JSON");
+    let created: serde_json::Value = http
+        .post(format!("{pds}/xrpc/com.atproto.repo.createRecord"))
+        .bearer_auth(
+            session["accessJwt"]
+                .as_str()
+                .expect("signed in with the app password"),
+        )
+        .json(&serde_json::json!({
+            "repo": session["did"],
+            "collection": "computer.aesthetic.painting",
+            "record": {
+                "$type": "computer.aesthetic.painting",
+                "slug": format!("2026.12.06.10.00.00.{code}"),
+                "code": code,
+                "imageUrl": format!("https://aesthetic.computer/media/paintings/{code}"),
+                "when": "2026-12-06T10:00:00.000Z",
+                "ref": "6710f0c2a3b4c5d6e7f80912",
+            },
+        }))
+        .send()
+        .await
+        .expect("createRecord")
+        .json()
+        .await
+        .expect("JSON");
+    created["uri"].as_str().expect("record URI").to_owned()
+}
+
 /// Stops an `atelier up` with SIGTERM and checks it exits cleanly.
 fn stop_up(mut child: std::process::Child) {
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
@@ -403,41 +444,7 @@ async fn up_runs_the_appview_over_the_sandbox() {
     };
     let (handle, app_password) = (field("handle"), field("app password"));
     assert_eq!(handle, "ada.test");
-    let http = reqwest::Client::new();
-    let session: serde_json::Value = http
-        .post(format!("{pds}/xrpc/com.atproto.server.createSession"))
-        .json(&serde_json::json!({"identifier": handle, "password": app_password}))
-        .send()
-        .await
-        .expect("createSession")
-        .json()
-        .await
-        .expect("JSON");
-    let did = session["did"]
-        .as_str()
-        .expect("signed in with the app password");
-    let created: serde_json::Value = http
-        .post(format!("{pds}/xrpc/com.atproto.repo.createRecord"))
-        .bearer_auth(session["accessJwt"].as_str().expect("token"))
-        .json(&serde_json::json!({
-            "repo": did,
-            "collection": "computer.aesthetic.painting",
-            "record": {
-                "$type": "computer.aesthetic.painting",
-                "slug": "2026.12.06.10.00.00.000",
-                "code": "ada",
-                "imageUrl": "https://aesthetic.computer/media/paintings/ada",
-                "when": "2026-12-06T10:00:00.000Z",
-                "ref": "6710f0c2a3b4c5d6e7f80912",
-            },
-        }))
-        .send()
-        .await
-        .expect("createRecord")
-        .json()
-        .await
-        .expect("JSON");
-    let uri = created["uri"].as_str().expect("record URI").to_owned();
+    let uri = publish_painting(&pds, &handle, &app_password, "ada").await;
     assert!(
         feed_has(&feed, &uri).await,
         "ada's painting reaches the feed"
@@ -679,38 +686,8 @@ async fn init_up_account_publish_status_down() {
                 .map(|v| v.trim().to_owned())
         })
         .expect("an app password");
+    let uri = publish_painting(&pds, "ivy.test", &app_password, "ivy").await;
     let http = reqwest::Client::new();
-    let session: serde_json::Value = http
-        .post(format!("{pds}/xrpc/com.atproto.server.createSession"))
-        .json(&serde_json::json!({"identifier": "ivy.test", "password": app_password}))
-        .send()
-        .await
-        .expect("createSession")
-        .json()
-        .await
-        .expect("JSON");
-    let painting: serde_json::Value = http
-        .post(format!("{pds}/xrpc/com.atproto.repo.createRecord"))
-        .bearer_auth(session["accessJwt"].as_str().expect("token"))
-        .json(&serde_json::json!({
-            "repo": session["did"],
-            "collection": "computer.aesthetic.painting",
-            "record": {
-                "$type": "computer.aesthetic.painting",
-                "slug": "2026.12.06.11.00.00.000",
-                "code": "ivy",
-                "imageUrl": "https://aesthetic.computer/media/paintings/ivy",
-                "when": "2026-12-06T11:00:00.000Z",
-                "ref": "6710f0c2a3b4c5d6e7f80912",
-            },
-        }))
-        .send()
-        .await
-        .expect("createRecord")
-        .json()
-        .await
-        .expect("JSON");
-    let uri = painting["uri"].as_str().expect("uri").to_owned();
     let feed = format!("{appview}/xrpc/computer.aesthetic.feed.getAtmosphere");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

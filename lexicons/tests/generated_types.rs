@@ -239,6 +239,34 @@ fn nsid_constants_match_the_schema_ids() {
             computer::aesthetic::feed::get_record::NSID,
             "computer.aesthetic.feed.getRecord",
         ),
+        (
+            computer::aesthetic::feed::get_following::NSID,
+            "computer.aesthetic.feed.getFollowing",
+        ),
+        (
+            computer::aesthetic::feed::get_remixes::NSID,
+            "computer.aesthetic.feed.getRemixes",
+        ),
+        (
+            computer::aesthetic::feed::search_records::NSID,
+            "computer.aesthetic.feed.searchRecords",
+        ),
+        (
+            computer::aesthetic::notification::defs::NSID,
+            "computer.aesthetic.notification.defs",
+        ),
+        (
+            computer::aesthetic::notification::get_unread_count::NSID,
+            "computer.aesthetic.notification.getUnreadCount",
+        ),
+        (
+            computer::aesthetic::notification::list_notifications::NSID,
+            "computer.aesthetic.notification.listNotifications",
+        ),
+        (
+            computer::aesthetic::notification::update_seen::NSID,
+            "computer.aesthetic.notification.updateSeen",
+        ),
     ];
     for (module_nsid, type_nsid) in constants {
         assert_eq!(module_nsid, type_nsid);
