@@ -142,17 +142,11 @@ fn dev_pds_serves_a_sandbox_until_interrupted() {
 
     let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid fits"));
     kill(pid, Signal::SIGINT).expect("SIGINT");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "atelier stops within 20 s of Ctrl-C"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_exit(
+        &mut child,
+        Duration::from_secs(20),
+        "atelier stops within 20 s of Ctrl-C",
+    );
     assert!(status.success(), "clean exit on Ctrl-C: {status}");
     assert!(
         get(format!("{pds}/xrpc/_health")).is_err(),
@@ -328,6 +322,22 @@ async fn publish_painting(pds: &str, handle: &str, app_password: &str, code: &st
         .await
         .expect("JSON");
     created["uri"].as_str().expect("record URI").to_owned()
+}
+
+/// Waits for `child` to exit, failing with `what` after `timeout`.
+fn wait_exit(
+    child: &mut std::process::Child,
+    timeout: Duration,
+    what: &str,
+) -> std::process::ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Stops an `atelier up` with SIGTERM and checks it exits cleanly.
@@ -567,17 +577,11 @@ fn up_restarts_a_killed_pds_and_gives_up_on_a_crash_loop() {
             }
         }
     };
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "up gives up on a crash loop in time"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let status = wait_exit(
+        &mut child,
+        Duration::from_secs(180),
+        "up gives up on a crash loop in time",
+    );
     assert!(!status.success(), "a crash loop is a failure: {status}");
     let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
     assert!(
