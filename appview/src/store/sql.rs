@@ -439,13 +439,15 @@ macro_rules! sql_store {
                     _ => None,
                 })
                 .collect();
-            let mut gone: Vec<String> = Vec::new();
+            // A follow record is in both tables under one URI: a set deletes it once (and
+            // stays linear for large repositories).
+            let mut gone = std::collections::BTreeSet::new();
             for table in ["records", "follows"] {
                 let sql = format!("SELECT uri FROM {table} WHERE did = $1");
                 for row in sqlx::query(&sql).bind(did).fetch_all(&mut **tx).await? {
                     let uri: String = row.try_get("uri")?;
-                    if !kept.contains(uri.as_str()) && !gone.contains(&uri) {
-                        gone.push(uri);
+                    if !kept.contains(uri.as_str()) {
+                        gone.insert(uri);
                     }
                 }
             }
