@@ -1,7 +1,7 @@
-//! Label sync end to end on loopback: a test labeler (a small axum server serving its
-//! `did:web` DID document and `com.atproto.label.subscribeLabels` frames of labels signed
-//! with a test k256 key, using the AppView's own `Label` type and frame writer) and the real
-//! AppView service following it.
+//! Label sync end to end on loopback: the harness's loopback labeler
+//! ([`LoopbackLabeler`]: a `did:web` DID document and `com.atproto.label.subscribeLabels`
+//! frames of labels signed here with a test k256 key, using the AppView's own `Label` type
+//! and frame writer) and the real AppView service following it.
 //!
 //! Shown: a `!hide` label removes a painting from the feed and `getRecord` (404); a `!warn`
 //! label rides on the view; a negation brings the painting back (the response cache is
@@ -11,8 +11,6 @@
 //! `cursor=` in the query); after the labeler rotates its `#atproto_label` key, a label
 //! signed with the new key is accepted (the DID document is re-resolved on the failure).
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use atelier_appview::index::{Change, RecordRow};
@@ -20,15 +18,9 @@ use atelier_appview::labels::{Label, LabelSigner, LabelSource, labels_frame};
 use atelier_appview::relay::sync::keys::{Curve, PublicKey};
 use atelier_appview::service::{self, AppViewConfig};
 use atelier_appview::store::{AnyStore, Store, StoreLocation};
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{RawQuery, State};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use atelier_sandbox::LoopbackLabeler;
 use serde_json::{Value, json};
 use sha2::Digest;
-use tokio::sync::watch;
 
 /// A k256 test key that signs labels.
 struct TestKey(secp256k1::SecretKey);
@@ -57,137 +49,30 @@ impl LabelSigner for TestKey {
     }
 }
 
-/// The test labeler's state: its frames in seq order and the `cursor` parameter of every
-/// `subscribeLabels` connection.
-#[derive(Default)]
-struct LabelerState {
-    frames: Vec<(i64, Vec<u8>)>,
-    cursors: Vec<Option<String>>,
-    doc: Value,
-}
-
-#[derive(Clone)]
-struct Labeler {
-    state: Arc<Mutex<LabelerState>>,
-    /// The number of frames; streams wait on it.
-    latest: watch::Sender<usize>,
-}
+/// The loopback labeler, publishing signed labels.
+struct Labeler(LoopbackLabeler);
 
 impl Labeler {
     fn publish(&self, seq: i64, labels: &[Label]) {
-        let mut state = self.state.lock().expect("lock");
-        state.frames.push((seq, labels_frame(seq, labels)));
-        let n = state.frames.len();
-        drop(state);
-        self.latest.send_replace(n);
+        self.0.publish(seq, labels_frame(seq, labels));
     }
 
-    /// Replaces the `#atproto_label` key in the DID document.
     fn rotate(&self, key: &TestKey) {
-        let mut state = self.state.lock().expect("lock");
-        state.doc["verificationMethod"][0]["publicKeyMultibase"] = Value::from(key.multikey());
+        self.0.rotate(&key.multikey());
     }
 
     fn cursors(&self) -> Vec<Option<String>> {
-        self.state.lock().expect("lock").cursors.clone()
+        self.0.cursors()
     }
 }
 
-async fn did_json(State(labeler): State<Labeler>) -> Response {
-    let doc = labeler.state.lock().expect("lock").doc.clone();
-    axum::Json(doc).into_response()
-}
-
-async fn subscribe(
-    State(labeler): State<Labeler>,
-    RawQuery(raw): RawQuery,
-    ws: WebSocketUpgrade,
-) -> Response {
-    let cursor = url::form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes())
-        .find(|(k, _)| k == "cursor")
-        .map(|(_, v)| v.into_owned());
-    labeler
-        .state
-        .lock()
-        .expect("lock")
-        .cursors
-        .push(cursor.clone());
-    let after: i64 = cursor.and_then(|c| c.parse().ok()).unwrap_or(-1);
-    ws.on_upgrade(move |socket| stream(labeler, socket, after))
-}
-
-/// Sends every frame after `position`, then waits for more.
-async fn stream(labeler: Labeler, mut socket: WebSocket, mut position: i64) {
-    let mut latest = labeler.latest.subscribe();
-    loop {
-        latest.borrow_and_update();
-        let frames: Vec<(i64, Vec<u8>)> = labeler
-            .state
-            .lock()
-            .expect("lock")
-            .frames
-            .iter()
-            .filter(|(seq, _)| *seq > position)
-            .cloned()
-            .collect();
-        for (seq, frame) in frames {
-            if socket
-                .send(Message::Binary(Bytes::from(frame)))
-                .await
-                .is_err()
-            {
-                return;
-            }
-            position = seq;
-        }
-        tokio::select! {
-            changed = latest.changed() => if changed.is_err() { return },
-            message = socket.recv() => match message {
-                Some(Ok(Message::Close(_)) | Err(_)) | None => return,
-                Some(Ok(_)) => {}
-            },
-        }
-    }
-}
-
-/// Starts the test labeler on loopback: `did:web:localhost%3A<port>` with `key` as its
-/// `#atproto_label` key and itself as the `#atproto_labeler` endpoint.
+/// Starts the loopback labeler with `key` as its `#atproto_label` key.
 async fn start_labeler(key: &TestKey) -> (Labeler, String) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    let labeler = LoopbackLabeler::start(&key.multikey())
         .await
-        .expect("bind");
-    let addr: SocketAddr = listener.local_addr().expect("addr");
-    let did = format!("did:web:localhost%3A{}", addr.port());
-    let doc = json!({
-        "@context": ["https://www.w3.org/ns/did/v1", "https://w3id.org/security/multikey/v1"],
-        "id": did,
-        "verificationMethod": [{
-            "id": format!("{did}#atproto_label"),
-            "type": "Multikey",
-            "controller": did,
-            "publicKeyMultibase": key.multikey(),
-        }],
-        "service": [{
-            "id": "#atproto_labeler",
-            "type": "AtprotoLabeler",
-            "serviceEndpoint": format!("http://{addr}"),
-        }],
-    });
-    let labeler = Labeler {
-        state: Arc::new(Mutex::new(LabelerState {
-            doc,
-            ..LabelerState::default()
-        })),
-        latest: watch::Sender::new(0),
-    };
-    let app = Router::new()
-        .route("/.well-known/did.json", get(did_json))
-        .route("/xrpc/com.atproto.label.subscribeLabels", get(subscribe))
-        .with_state(labeler.clone());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (labeler, did)
+        .expect("the labeler starts");
+    let did = labeler.did().to_owned();
+    (Labeler(labeler), did)
 }
 
 const AUTHOR: &str = "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa";

@@ -187,6 +187,16 @@ fn bad_files_are_refused_with_file_line_column_and_key() {
             "services:\n  admin:\n    bootstrap:\n      - name: ana\n        role: admin\n      - name: ana\n        role: triage\n",
             "atelier.yaml:6:9: services.admin.bootstrap[1].name: \"ana\" is listed twice",
         ),
+        (
+            "an AppView labeler that is not a DID",
+            "services:\n  appview:\n    labelers:\n      - did: labeler.example\n",
+            "atelier.yaml:4:9: services.appview.labelers[0].did: \"labeler.example\" is not a DID",
+        ),
+        (
+            "a relay labeler URL that is not http",
+            "services:\n  relay:\n    labelers:\n      - did: did:plc:abc\n        url: ftp://labeler.example\n",
+            "atelier.yaml:5:9: services.relay.labelers[0].url: scheme \"ftp\" is not http or https",
+        ),
     ];
     let mut failures = Vec::new();
     for &(what, yaml, expect) in cases {

@@ -14,5 +14,6 @@ pub use atelier_lexicons as lexicons;
 pub mod eventlog;
 pub mod filter;
 pub mod jetstream;
+pub mod labels;
 pub mod service;
 pub mod sync;

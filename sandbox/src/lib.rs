@@ -14,9 +14,11 @@
 //!
 //! `atelier dev pds` and (for now) `atelier up` run the same code in the foreground.
 //!
-//! [`PgCluster`] is a throwaway PostgreSQL server for the Postgres store's tests.
+//! [`PgCluster`] is a throwaway PostgreSQL server for the Postgres store's tests, and
+//! [`LoopbackLabeler`] a minimal labeler for label-sync tests.
 
 mod account;
+mod labeler;
 mod postgres;
 mod process;
 mod runtime;
@@ -26,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub use account::{Account, BlobRef, CreatedRecord};
+pub use labeler::LoopbackLabeler;
 pub use postgres::PgCluster;
 pub use process::{CRASH_LIMIT, CRASH_WINDOW};
 pub use runtime::Runtime;

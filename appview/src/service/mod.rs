@@ -127,7 +127,8 @@ pub async fn run(
             stop_rx.clone(),
         );
         tokio::spawn(async move {
-            crate::labels::sync::run(label_config, store, stats, resolver, guard, stop).await
+            let sink = Arc::new(crate::labels::StoreSink(store));
+            crate::labels::sync::run(label_config, sink, stats, resolver, guard, stop).await
         })
     };
 

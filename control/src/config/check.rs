@@ -34,6 +34,12 @@ impl AtelierConfig {
         self.check_pds(base_dir)?;
         self.check_store(base_dir)?;
         self.check_admin()?;
+        for (i, labeler) in self.services.appview.labelers.iter().enumerate() {
+            labeler.check().map_err(|(field, reason)| CheckError {
+                key: format!("services.appview.labelers[{i}].{field}"),
+                reason,
+            })?;
+        }
         if let Some(relay) = &self.services.relay {
             relay.check().map_err(|e| CheckError {
                 key: format!("services.relay.{}", e.key),

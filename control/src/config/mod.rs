@@ -206,6 +206,19 @@ impl Loaded {
         // The AppView's DID, the audience of viewers' service tokens: did:web of the
         // installation's hostname.
         config.service_did = format!("did:web:{}", self.config.hostname);
+        config.labels.sources = appview
+            .labelers
+            .iter()
+            .map(|l| atelier_appview::labels::LabelSource {
+                did: l.did.clone(),
+                url: l.url.clone(),
+            })
+            .collect();
+        config.labels.plc_url = config
+            .ingest
+            .as_ref()
+            .map_or_else(|| config.labels.plc_url.clone(), |i| i.plc_url.clone());
+        config.labels.allow_loopback = sandbox;
         Ok(config)
     }
 }

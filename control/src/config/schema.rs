@@ -5,7 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use atelier_relay::service::{RelayConfig, UpstreamConfig, UpstreamKind};
+use atelier_relay::service::{LabelerConfig, RelayConfig, UpstreamConfig, UpstreamKind};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -321,6 +321,9 @@ pub struct AppviewConfig {
     /// The `subscribeRepos` stream the AppView indexes. `null`: this installation's relay
     /// when one is configured, else the bundled PDS.
     pub source: Option<SourceConfig>,
+    /// Labelers whose labels apply to what the AppView serves: `!takedown`, `!hide` and
+    /// `!suspend` hide a record or an account, other labels ride on the views.
+    pub labelers: Vec<LabelerConfig>,
 }
 
 impl Default for AppviewConfig {
@@ -330,6 +333,7 @@ impl Default for AppviewConfig {
             port: 2584,
             store: StoreConfig::default(),
             source: None,
+            labelers: Vec::new(),
         }
     }
 }

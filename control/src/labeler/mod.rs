@@ -5,8 +5,9 @@
 //! - [`label`]: the label type (`com.atproto.label.defs#label`, version 1), field checks
 //!   with errors that name the field, the canonical DAG-CBOR encoding, signing (SHA-256,
 //!   k256, low-S) and verification with the relay's [`PublicKey`], JSON and CBOR forms.
-//!   It lives in the AppView (`atelier_appview::labels::label`), which verifies labels it
-//!   syncs from labelers, and is re-exported here.
+//!   It lives in the relay crate (`atelier_relay::labels::label`, re-exported by the
+//!   AppView and here), because the AppView and the relay verify labels they sync from
+//!   labelers.
 //! - [`key`]: the labeler's k256 signing key: generated, saved to and loaded from a hex
 //!   file (mode 0600), exposed as a Multikey / `did:key` for its DID document.
 //! - [`store`]: labels in SQLite, `seq` as the stream cursor; negations are new rows, and

@@ -43,6 +43,44 @@ pub struct RelayConfig {
     /// zstd dictionary for Jetstream `compress=true` (the legacy Jetstream dictionary that
     /// `install.sh` fetches and checks). Empty: look under `ATELIER_HOME`.
     pub zstd_dictionary: Option<PathBuf>,
+    /// Labelers whose account takedowns the relay honours: a `!takedown` or `!suspend`
+    /// label on an account DID takes the account down (its events are refused and an
+    /// `#account` event with status `takendown` is emitted); the label's negation lifts it.
+    pub labelers: Vec<LabelerConfig>,
+}
+
+/// A labeler the relay follows (`com.atproto.label.subscribeLabels`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LabelerConfig {
+    /// The labeler's DID; its DID document names the key labels are checked against.
+    pub did: String,
+    /// The labeler's base URL (`https://host`); empty: the DID document's
+    /// `#atproto_labeler` service endpoint.
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+impl LabelerConfig {
+    /// The DID's syntax and the URL's scheme; the error names the field (`did`, `url`).
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if !crate::lexicons::syntax::is_valid_did(&self.did) {
+            return Err(("did", format!("{:?} is not a DID", self.did)));
+        }
+        if let Some(url) = &self.url {
+            match url::Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                Ok(u) => {
+                    return Err((
+                        "url",
+                        format!("scheme {:?} is not http or https", u.scheme()),
+                    ));
+                }
+                Err(e) => return Err(("url", format!("not a URL: {e}"))),
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for RelayConfig {
@@ -60,6 +98,7 @@ impl Default for RelayConfig {
             plc_url: "https://plc.directory".to_owned(),
             admin_tokens_file: PathBuf::from("relay-data/admin_tokens"),
             zstd_dictionary: None,
+            labelers: Vec::new(),
         }
     }
 }
@@ -323,6 +362,11 @@ impl RelayConfig {
         for (i, host) in self.crawl.allow.iter().enumerate() {
             if let Err(e) = super::hosts::normalize_host(host) {
                 return bad(&format!("crawl.allow[{i}]"), e);
+            }
+        }
+        for (i, labeler) in self.labelers.iter().enumerate() {
+            if let Err((field, reason)) = labeler.check() {
+                return bad(&format!("labelers[{i}].{field}"), reason);
             }
         }
         Ok(())

@@ -56,6 +56,8 @@ pub(crate) struct Gauges {
     pub(crate) log_latest_seq: u64,
     /// (host, connected, seconds since its last event, events in, refused by reason).
     pub(crate) hosts: Vec<HostGauge>,
+    /// Label sync (account takedowns from labelers).
+    pub(crate) labels: std::sync::Arc<crate::labels::LabelStats>,
 }
 
 /// One host's gauges.
@@ -225,5 +227,61 @@ pub(crate) fn render(m: &Metrics, g: &Gauges) -> String {
             h.events
         );
     }
+    render_labels(&mut out, &g.labels);
     out
+}
+
+/// Label sync's figures: per labeler connection state and cursor, labels refused.
+fn render_labels(out: &mut String, stats: &crate::labels::LabelStats) {
+    let sources = stats.sources();
+    family(
+        out,
+        "atelier_relay_labeler_connected",
+        "gauge",
+        "Whether the labeler's subscribeLabels stream is open.",
+    );
+    for (did, s) in &sources {
+        let _ = writeln!(
+            out,
+            "atelier_relay_labeler_connected{{labeler=\"{}\"}} {}",
+            escape(did),
+            u8::from(s.connected)
+        );
+    }
+    family(
+        out,
+        "atelier_relay_labeler_cursor",
+        "gauge",
+        "The seq of the last label frame applied from the labeler.",
+    );
+    for (did, s) in &sources {
+        let _ = writeln!(
+            out,
+            "atelier_relay_labeler_cursor{{labeler=\"{}\"}} {}",
+            escape(did),
+            s.cursor.unwrap_or(0)
+        );
+    }
+    family(
+        out,
+        "atelier_relay_label_takedown_changes_total",
+        "counter",
+        "Account takedowns put in force or lifted by labels.",
+    );
+    let applied = stats.applied.load(std::sync::atomic::Ordering::Relaxed);
+    let _ = writeln!(out, "atelier_relay_label_takedown_changes_total {applied}");
+    family(
+        out,
+        "atelier_relay_labels_rejected_total",
+        "counter",
+        "Labels refused, by labeler and reason (invalid, wrong_src, bad_signature).",
+    );
+    for ((did, reason), n) in stats.rejected() {
+        let _ = writeln!(
+            out,
+            "atelier_relay_labels_rejected_total{{labeler=\"{}\",reason=\"{}\"}} {n}",
+            escape(&did),
+            escape(&reason)
+        );
+    }
 }

@@ -10,6 +10,7 @@
 //! - `server`: the HTTP/WebSocket endpoints; `admin`: the operator API.
 //! - `state`: hosts, cursors, known actors and takedowns in SQLite.
 //! - `payload`: what each log record stores.
+//! - `takedown_labels`: account takedowns from configured labelers' labels.
 
 mod admin;
 pub mod config;
@@ -21,6 +22,7 @@ mod metrics;
 mod payload;
 mod server;
 mod state;
+mod takedown_labels;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
@@ -31,8 +33,8 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 pub use config::{
-    ConfigError, CrawlMode, CrawlPolicy, FsyncMode, HostLimits, LogSettings, RelayConfig,
-    SubscriberLimits, UpstreamConfig, UpstreamKind,
+    ConfigError, CrawlMode, CrawlPolicy, FsyncMode, HostLimits, LabelerConfig, LogSettings,
+    RelayConfig, SubscriberLimits, UpstreamConfig, UpstreamKind,
 };
 pub use error::RelayError;
 
@@ -64,6 +66,8 @@ pub(crate) struct Shared {
     guard: GuardedClient,
     dictionary: Option<Dictionary>,
     admin: admin::AdminAuth,
+    /// Label sync's figures.
+    labels: Arc<crate::labels::LabelStats>,
     stop: watch::Receiver<bool>,
 }
 
@@ -86,6 +90,28 @@ impl Shared {
 
     fn is_taken_down(&self, did: &str) -> bool {
         self.takedowns.read().is_ok_and(|t| t.contains(did))
+    }
+
+    /// Puts a takedown (or its lifting) in force: the in-memory set the writer checks, and
+    /// an `#account` event through the writer; returns the event's seq. Storing it is the
+    /// caller's part.
+    async fn announce_takedown(&self, did: &str, takendown: bool) -> Result<u64, RelayError> {
+        if let Ok(mut t) = self.takedowns.write() {
+            if takendown {
+                t.insert(did.to_owned());
+            } else {
+                t.remove(did);
+            }
+        }
+        let stopping = || RelayError::State("the relay is stopping".to_owned());
+        let (done, rx) = tokio::sync::oneshot::channel();
+        let cmd = Command::Account {
+            did: did.to_owned(),
+            takendown,
+            done,
+        };
+        self.commands.send(cmd).await.map_err(|_| stopping())?;
+        rx.await.map_err(|_| stopping())
     }
 
     /// Adds (or refreshes) a host in the store and starts following it unless banned.
@@ -261,6 +287,7 @@ pub async fn run(
         reason: e.to_string(),
     })?;
 
+    let labelers = config.labelers.clone();
     let rules = RwLock::new(config.filter.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let (item_tx, item_rx) = mpsc::channel(1024);
@@ -283,6 +310,7 @@ pub async fn run(
         guard,
         dictionary,
         admin,
+        labels: Arc::default(),
         stop: stop_rx,
     });
     let writer = ingest::Writer::new(Arc::clone(&shared), log, filter, item_rx, cmd_rx);
@@ -292,6 +320,9 @@ pub async fn run(
             tokio::spawn(ingest::run_upstream(Arc::clone(&shared), host));
         }
     }
+    // Also with no labelers configured: label sync first lifts the takedowns of labelers
+    // that were removed from the configuration.
+    tokio::spawn(follow_labelers(Arc::clone(&shared), labelers));
     let addr = listener.local_addr().map_err(RelayError::Serve)?;
     info!(%addr, "relay listening");
 
@@ -324,6 +355,34 @@ pub async fn run(
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
     store.close().await;
     result
+}
+
+/// Follows the configured labelers until the relay stops, honouring their account
+/// takedowns ([`takedown_labels`]).
+async fn follow_labelers(shared: Arc<Shared>, labelers: Vec<config::LabelerConfig>) {
+    let sync_config = crate::labels::LabelSyncConfig {
+        sources: labelers
+            .into_iter()
+            .map(|l| crate::labels::LabelSource {
+                did: l.did,
+                url: l.url,
+            })
+            .collect(),
+        plc_url: shared.config.plc_url.clone(),
+        allow_loopback: shared.config.allow_loopback,
+        ..crate::labels::LabelSyncConfig::default()
+    };
+    let (resolver, guard, stop, stats) = (
+        shared.resolver.clone(),
+        shared.guard.clone(),
+        shared.stop.clone(),
+        Arc::clone(&shared.labels),
+    );
+    let sink = Arc::new(takedown_labels::TakedownSink { shared });
+    if let Err(e) = crate::labels::sync::run(sync_config, sink, stats, resolver, guard, stop).await
+    {
+        warn!(error = %e, "label sync could not start; labeler takedowns are not honoured");
+    }
 }
 
 #[cfg(test)]

@@ -647,6 +647,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         log_segments: shared.log.segment_count(),
         log_latest_seq: shared.log.latest_seq(),
         hosts,
+        labels: shared.labels.clone(),
     };
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -953,27 +954,7 @@ async fn set_takedown(shared: Arc<Shared>, body: TakedownBody, takendown: bool) 
     {
         return internal(e);
     }
-    if let Ok(mut t) = shared.takedowns.write() {
-        if takendown {
-            t.insert(body.did.clone());
-        } else {
-            t.remove(&body.did);
-        }
-    }
-    let (done, rx) = tokio::sync::oneshot::channel();
-    let cmd = Command::Account {
-        did: body.did.clone(),
-        takendown,
-        done,
-    };
-    if shared.commands.send(cmd).await.is_err() {
-        return xrpc_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "NotEnoughResources",
-            "relay is stopping",
-        );
-    }
-    match rx.await {
+    match shared.announce_takedown(&body.did, takendown).await {
         Ok(seq) => {
             Json(json!({ "did": body.did, "takendown": takendown, "seq": seq })).into_response()
         }

@@ -40,6 +40,10 @@ CREATE TABLE IF NOT EXISTS takedowns (
     reason TEXT NOT NULL,
     at_us INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS label_cursors (
+    src TEXT PRIMARY KEY,
+    cursor INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1');
 "#;
@@ -252,6 +256,77 @@ impl Store {
         };
         q.execute(&self.pool).await.map_err(db)?;
         Ok(())
+    }
+
+    /// Why `did` is taken down, if it is.
+    pub(crate) async fn takedown_reason(&self, did: &str) -> Result<Option<String>, RelayError> {
+        let row = sqlx::query("SELECT reason FROM takedowns WHERE did = ?")
+            .bind(did)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.map(|r| r.try_get(0).map_err(db)).transpose()
+    }
+
+    /// Taken-down accounts whose reason starts with `prefix` (takedowns from labels).
+    pub(crate) async fn takedowns_with_reason_prefix(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, String)>, RelayError> {
+        let rows = sqlx::query("SELECT did, reason FROM takedowns WHERE substr(reason, 1, ?) = ?")
+            .bind(i64::try_from(prefix.len()).unwrap_or(i64::MAX))
+            .bind(prefix)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0).map_err(db)?, r.try_get(1).map_err(db)?)))
+            .collect()
+    }
+
+    /// The `seq` of the last label frame applied from labeler `src`.
+    pub(crate) async fn label_cursor(&self, src: &str) -> Result<Option<i64>, RelayError> {
+        let row = sqlx::query("SELECT cursor FROM label_cursors WHERE src = ?")
+            .bind(src)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.map(|r| r.try_get(0).map_err(db)).transpose()
+    }
+
+    /// Applies the takedown changes a label frame from `src` caused (`Some(reason)`: take
+    /// down, `None`: lift) and moves the labeler's cursor to `seq`, in one transaction.
+    pub(crate) async fn apply_label_takedowns(
+        &self,
+        src: &str,
+        seq: i64,
+        changes: &[(String, Option<String>)],
+        now_us: i64,
+    ) -> Result<(), RelayError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        for (did, reason) in changes {
+            let q = match reason {
+                Some(reason) => sqlx::query(
+                    "INSERT INTO takedowns (did, reason, at_us) VALUES (?, ?, ?) \
+                     ON CONFLICT(did) DO UPDATE SET reason = excluded.reason, at_us = excluded.at_us",
+                )
+                .bind(did)
+                .bind(reason)
+                .bind(now_us),
+                None => sqlx::query("DELETE FROM takedowns WHERE did = ?").bind(did),
+            };
+            q.execute(&mut *tx).await.map_err(db)?;
+        }
+        sqlx::query(
+            "INSERT INTO label_cursors (src, cursor) VALUES (?, ?) \
+             ON CONFLICT(src) DO UPDATE SET cursor = excluded.cursor",
+        )
+        .bind(src)
+        .bind(seq)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)
     }
 
     /// The log seq of the last checkpoint (0 if none).

@@ -21,9 +21,9 @@
 
 use std::fmt;
 
-use atelier_relay::lexicons::syntax::{self, Format};
-use atelier_relay::sync::cbor::{CborError, Kind, MapKeys, Reader};
-use atelier_relay::sync::keys::{KeyError, PublicKey};
+use crate::lexicons::syntax::{self, Format};
+use crate::sync::cbor::{CborError, Kind, MapKeys, Reader};
+use crate::sync::keys::{KeyError, PublicKey};
 use data_encoding::{BASE64, BASE64_NOPAD};
 use serde_json::{Map, Value};
 
@@ -545,7 +545,7 @@ pub fn datetime_micros(value: &str) -> Result<i64, String> {
 /// milliseconds (`2024-10-23T17:51:19.128Z`), as the reference implementation writes them.
 pub fn format_datetime(micros: i64) -> String {
     let millis = micros.div_euclid(1000) * 1000;
-    let full = atelier_relay::service::rfc3339(millis);
+    let full = crate::service::rfc3339(millis);
     // `rfc3339` writes six fractional digits, the last three zero here; keep three.
     match full.strip_suffix("000Z") {
         Some(head) => format!("{head}Z"),
@@ -588,7 +588,7 @@ mod tests {
         fn public_key(&self) -> PublicKey {
             let secp = secp256k1::Secp256k1::signing_only();
             let point = secp256k1::PublicKey::from_secret_key(&secp, &self.0).serialize();
-            PublicKey::from_point(atelier_relay::sync::keys::Curve::K256, &point).unwrap()
+            PublicKey::from_point(crate::sync::keys::Curve::K256, &point).unwrap()
         }
     }
 

@@ -1,5 +1,5 @@
 //! Label sync: follows any number of labelers' `com.atproto.label.subscribeLabels`
-//! streams into the index store.
+//! streams into a [`LabelSink`] (the AppView's index store, the relay's takedown state).
 //!
 //! One task per source ([`LabelSource`]). Each connection:
 //! 1. resolves the labeler's DID document (through the shared, SSRF-guarded resolver) for
@@ -10,7 +10,7 @@
 //! 3. for each `#labels` frame, checks every label (fields valid, `src` the labeler's DID,
 //!    signature by its `#atproto_label` key, re-resolving the document once on a failure in
 //!    case the key rotated) and stores the labels that pass together with the frame's
-//!    `seq` as the new cursor, in one transaction ([`Store::apply_labels`]). Labels that
+//!    `seq` as the new cursor, in one transaction ([`LabelSink::apply`]). Labels that
 //!    fail are counted per source and reason (`invalid`, `wrong_src`, `bad_signature`) and
 //!    never stored; the frame's cursor still moves past them.
 //!
@@ -29,11 +29,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use atelier_relay::sync::cbor::{MapKeys, Reader};
-use atelier_relay::sync::frame::{self, Frame};
-use atelier_relay::sync::identity::Resolver;
-use atelier_relay::sync::keys::PublicKey;
-use atelier_relay::sync::ssrf::GuardedClient;
+use crate::sync::cbor::{MapKeys, Reader};
+use crate::sync::frame::{self, Frame};
+use crate::sync::identity::Resolver;
+use crate::sync::keys::PublicKey;
+use crate::sync::ssrf::GuardedClient;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -41,8 +41,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tracing::{debug, info, warn};
 
+use super::LabelSink;
 use super::label::{Label, LabelError};
-use crate::store::{Store, StoreError};
 
 /// The XRPC path of the label stream.
 pub const SUBSCRIBE_LABELS_PATH: &str = "/xrpc/com.atproto.label.subscribeLabels";
@@ -172,44 +172,44 @@ enum SyncError {
     Closed,
     #[error("nothing received for {0:?}")]
     Idle(Duration),
-    #[error(transparent)]
-    Store(#[from] StoreError),
+    #[error("storing labels: {0}")]
+    Store(String),
 }
 
 /// What every source task shares.
-struct Ctx<S> {
+struct Ctx<K> {
     config: LabelSyncConfig,
-    store: Arc<S>,
+    sink: Arc<K>,
     stats: Arc<LabelStats>,
     resolver: Resolver,
     guard: GuardedClient,
 }
 
-/// Follows every configured source until `stop` becomes true. Marks the configured
-/// sources as the ones whose labels apply first ([`Store::set_label_sources`]).
+/// Follows every configured source until `stop` becomes true. Tells the sink which
+/// sources are configured first ([`LabelSink::set_sources`]).
 ///
 /// # Errors
-/// If the store cannot record the configured sources; after that, failures are per
+/// If the sink cannot record the configured sources; after that, failures are per
 /// connection: logged, counted in [`SourceStatus::last_error`] and retried.
-pub async fn run<S: Store>(
+pub async fn run<K: LabelSink>(
     config: LabelSyncConfig,
-    store: Arc<S>,
+    sink: Arc<K>,
     stats: Arc<LabelStats>,
     resolver: Resolver,
     guard: GuardedClient,
     stop: watch::Receiver<bool>,
-) -> Result<(), StoreError> {
+) -> Result<(), K::Error> {
     let dids: Vec<String> = config.sources.iter().map(|s| s.did.clone()).collect();
-    store.set_label_sources(&dids).await?;
+    sink.set_sources(&dids).await?;
     for did in &dids {
-        let cursor = store.label_cursor(did).await?;
+        let cursor = sink.cursor(did).await?;
         stats.update(did, |s| s.cursor = cursor);
     }
     // The set of sources that apply changed: cached answers may be stale.
     stats.generation.fetch_add(1, Ordering::Release);
     let ctx = Arc::new(Ctx {
         config,
-        store,
+        sink,
         stats,
         resolver,
         guard,
@@ -244,7 +244,7 @@ fn backoff(config: &LabelSyncConfig, attempt: u32) -> Duration {
 }
 
 /// One source, connection after connection, until `stop`.
-async fn follow<S: Store>(ctx: &Ctx<S>, source: &LabelSource, mut stop: watch::Receiver<bool>) {
+async fn follow<K: LabelSink>(ctx: &Ctx<K>, source: &LabelSource, mut stop: watch::Receiver<bool>) {
     let mut state = SourceState::default();
     let mut attempt = 0;
     info!(labeler = %source.did, "label sync following");
@@ -297,7 +297,7 @@ struct SourceState {
 }
 
 /// The label key in `doc`.
-fn label_key(doc: &atelier_relay::sync::identity::DidDocument) -> Result<PublicKey, SyncError> {
+fn label_key(doc: &crate::sync::identity::DidDocument) -> Result<PublicKey, SyncError> {
     let key_ref = doc.label_key().ok_or(SyncError::NoLabelKey)?;
     PublicKey::from_verification_method(&key_ref.key_type, &key_ref.multibase)
         .map_err(|e| SyncError::BadKey(e.to_string()))
@@ -339,8 +339,8 @@ fn http_form(url: &url::Url) -> String {
 }
 
 /// One connection: resolve, connect, apply frames until the stream ends.
-async fn session<S: Store>(
-    ctx: &Ctx<S>,
+async fn session<K: LabelSink>(
+    ctx: &Ctx<K>,
     source: &LabelSource,
     state: &mut SourceState,
 ) -> Result<(), SyncError> {
@@ -357,7 +357,11 @@ async fn session<S: Store>(
             .ok_or(SyncError::NoEndpoint)?
             .to_owned(),
     };
-    let stored = ctx.store.label_cursor(&source.did).await?;
+    let stored = ctx
+        .sink
+        .cursor(&source.did)
+        .await
+        .map_err(|e| SyncError::Store(e.to_string()))?;
     let mut cursor = if state.restart {
         -1
     } else {
@@ -421,7 +425,11 @@ async fn session<S: Store>(
                     continue;
                 }
                 let accepted = check_labels(ctx, source, state, labels).await;
-                let n = ctx.store.apply_labels(&source.did, &accepted, seq).await?;
+                let n = ctx
+                    .sink
+                    .apply(&source.did, &accepted, seq)
+                    .await
+                    .map_err(|e| SyncError::Store(e.to_string()))?;
                 cursor = seq;
                 state.delivered = true;
                 ctx.stats.applied.fetch_add(n, Ordering::Relaxed);
@@ -433,8 +441,8 @@ async fn session<S: Store>(
 }
 
 /// The labels of a frame that pass every check; the others are counted and dropped.
-async fn check_labels<S: Store>(
-    ctx: &Ctx<S>,
+async fn check_labels<K: LabelSink>(
+    ctx: &Ctx<K>,
     source: &LabelSource,
     state: &mut SourceState,
     labels: Vec<Result<Label, LabelError>>,
@@ -470,8 +478,8 @@ async fn check_labels<S: Store>(
 
 /// Re-resolves the labeler's key after a signature failure (the key may have rotated), at
 /// most once per [`LabelSyncConfig::key_refresh_interval`]; whether the key changed.
-async fn refresh_key<S: Store>(
-    ctx: &Ctx<S>,
+async fn refresh_key<K: LabelSink>(
+    ctx: &Ctx<K>,
     source: &LabelSource,
     state: &mut SourceState,
 ) -> bool {
@@ -603,7 +611,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let error = atelier_relay::sync::replay::error_frame("FutureCursor", "ahead");
+        let error = crate::sync::replay::error_frame("FutureCursor", "ahead");
         assert!(matches!(
             decode(&error).unwrap(),
             Decoded::Error { error, .. } if error == "FutureCursor"
