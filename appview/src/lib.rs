@@ -28,6 +28,7 @@ pub mod error;
 pub mod index;
 pub mod ingest;
 pub mod labels;
+pub mod safety;
 pub mod service;
 pub mod store;
 
