@@ -70,8 +70,9 @@ command -v apt-get >/dev/null 2>&1 || die "apt-get not found: this script suppor
 # ca-certificates, git, sqlite3, zstd: TLS roots, source checkouts, inspecting stores and corpora.
 packages="build-essential pkg-config python3 make g++ npm ca-certificates git sqlite3 zstd"
 # --dev: postgresql: the server binaries (initdb, postgres) the Postgres store's tests run.
+# chromium: the headless browser the admin console's test drives over the DevTools protocol.
 if [ "$dev" -eq 1 ]; then
-  packages="$packages postgresql"
+  packages="$packages postgresql chromium"
 fi
 missing=''
 for p in $packages; do

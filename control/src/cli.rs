@@ -88,6 +88,13 @@ enum Command {
         #[command(subcommand)]
         command: Option<crate::relay_cmd::RelayCommand>,
     },
+    /// The admin console for moderators: `atelier admin serve` runs it from the
+    /// `services.admin` section of atelier.yaml; `add-user`, `reset-password` and
+    /// `list-users` manage its accounts.
+    Admin {
+        #[command(subcommand)]
+        command: crate::admin::command::AdminCommand,
+    },
     /// Run the AC AppView from the `services.appview` section of atelier.yaml: ingest its
     /// source into the index and serve the computer.aesthetic.* XRPC queries; or backfill
     /// its index from whole repositories (`atelier appview backfill`).
@@ -180,6 +187,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             serve,
             command: None,
         } => runtime()?.block_on(crate::relay_cmd::serve(serve)),
+        Command::Admin { command } => runtime()?.block_on(crate::admin::command::run(command)),
         Command::Appview {
             command: Some(command),
             ..
