@@ -47,6 +47,30 @@ pub struct FromConfig {
     pub appview: atelier_appview::service::AppViewConfig,
     /// The relay, if the file has one. With no upstreams it follows the sandbox PDS.
     pub relay: Option<atelier_relay::service::RelayConfig>,
+    /// The admin console with Atelier's labeler (`services.admin`).
+    pub console: Option<crate::console::up::ConsoleUp>,
+}
+
+impl FromConfig {
+    /// Points the AppView and the relay at the labeler `did` (its labels and takedowns
+    /// apply to what they serve), unless the file already lists it.
+    fn follow_labeler(&mut self, did: &str) {
+        let sources = &mut self.appview.labels.sources;
+        if !sources.iter().any(|s| s.did == did) {
+            sources.push(atelier_appview::labels::LabelSource {
+                did: did.to_owned(),
+                url: None,
+            });
+        }
+        if let Some(relay) = &mut self.relay
+            && !relay.labelers.iter().any(|l| l.did == did)
+        {
+            relay.labelers.push(atelier_relay::service::LabelerConfig {
+                did: did.to_owned(),
+                url: None,
+            });
+        }
+    }
 }
 
 /// The relay running beside the sandbox.
@@ -154,6 +178,7 @@ fn up_state(
     sandbox: &Sandbox,
     appview: SocketAddr,
     relay: Option<SocketAddr>,
+    console: Option<SocketAddr>,
     started_at: &str,
     args: &PdsArgs,
 ) -> crate::up_state::UpState {
@@ -180,6 +205,7 @@ fn up_state(
     ];
     services.extend(relay.map(|addr| in_process("relay", addr)));
     services.push(in_process("appview", appview));
+    services.extend(console.map(|addr| in_process("admin", addr)));
     crate::up_state::UpState {
         pid: std::process::id(),
         services,
@@ -219,6 +245,7 @@ async fn reload(
     args: &mut PdsArgs,
     relay: &mut Option<Relay>,
     appview: &mut Option<AppView>,
+    labeler: Option<&str>,
 ) -> anyhow::Result<()> {
     use crate::up_cmd::Step;
     let file = args
@@ -227,7 +254,10 @@ async fn reload(
         .context("this atelier up does not run from an atelier.yaml")?;
     let new = crate::up_cmd::up_args(Some(file), None, args.appview_port_override)?;
     let steps = crate::up_cmd::plan(Some(&args.fingerprints), &new.fingerprints);
-    let from = new.from_config.clone().context("no configuration")?;
+    let mut from = new.from_config.clone().context("no configuration")?;
+    if let Some(did) = labeler {
+        from.follow_labeler(did);
+    }
     for (name, step) in steps {
         if step == Step::Leave {
             continue;
@@ -300,7 +330,17 @@ pub async fn run_pds(args: PdsArgs) -> anyhow::Result<()> {
         runtime: None,
     })
     .await?;
-    let from_config = args.from_config.clone();
+    let mut from_config = args.from_config.clone();
+    let console = match from_config.as_ref().and_then(|c| c.console.clone()) {
+        Some(setup) => {
+            let running = crate::console::up::start(&setup, &sandbox).await?;
+            if let Some(c) = from_config.as_mut() {
+                c.follow_labeler(&running.labeler_did);
+            }
+            Some(running)
+        }
+        None => None,
+    };
     let mut relay = match from_config.as_ref().and_then(|c| c.relay.clone()) {
         Some(config) => Some(start_relay(&sandbox, config).await?),
         None => None,
@@ -330,6 +370,12 @@ pub async fn run_pds(args: PdsArgs) -> anyhow::Result<()> {
             a.addr
         );
     }
+    if let Some(c) = &console {
+        println!(
+            "  console   http://{} (moderators; labeler {})",
+            c.addr, c.labeler_did
+        );
+    }
     println!(
         "  data      {data}{}",
         if args.data_dir.is_some() {
@@ -354,6 +400,7 @@ pub async fn run_pds(args: PdsArgs) -> anyhow::Result<()> {
                 &sandbox,
                 a.addr,
                 relay.as_ref().map(|r| r.addr),
+                console.as_ref().map(|c| c.addr),
                 &started_at,
                 &args,
             )
@@ -372,11 +419,12 @@ pub async fn run_pds(args: PdsArgs) -> anyhow::Result<()> {
             _ = term.recv() => break None,
             _ = hup.recv() => {
                 // `atelier up` again, with a changed file: apply it.
-                if let Err(e) = reload(&sandbox, &mut args, &mut relay, &mut appview).await {
+                let labeler = console.as_ref().map(|c| c.labeler_did.as_str());
+                if let Err(e) = reload(&sandbox, &mut args, &mut relay, &mut appview, labeler).await {
                     eprintln!("Reload: {e:#}");
                 }
                 if let (Some(dir), Some(a)) = (&state_dir, &appview) {
-                    up_state(&sandbox, a.addr, relay.as_ref().map(|r| r.addr), &started_at, &args)
+                    up_state(&sandbox, a.addr, relay.as_ref().map(|r| r.addr), console.as_ref().map(|c| c.addr), &started_at, &args)
                         .write(dir)?;
                 }
             }
@@ -387,7 +435,7 @@ pub async fn run_pds(args: PdsArgs) -> anyhow::Result<()> {
                     Ok(restarted) if !restarted.is_empty() => {
                         eprintln!("Restarted: {}.", restarted.join(", "));
                         if let (Some(dir), Some(a)) = (&state_dir, &appview) {
-                            up_state(&sandbox, a.addr, relay.as_ref().map(|r| r.addr), &started_at, &args)
+                            up_state(&sandbox, a.addr, relay.as_ref().map(|r| r.addr), console.as_ref().map(|c| c.addr), &started_at, &args)
                                 .write(dir)?;
                         }
                     }
@@ -399,6 +447,9 @@ pub async fn run_pds(args: PdsArgs) -> anyhow::Result<()> {
                 }
                 if relay.as_ref().is_some_and(|r| r.task.is_finished()) {
                     break Some("the relay stopped".to_owned());
+                }
+                if console.as_ref().is_some_and(|c| c.task.is_finished()) {
+                    break Some("the admin console stopped".to_owned());
                 }
             }
         }
@@ -421,12 +472,20 @@ pub async fn run_pds(args: PdsArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let console_result = match console {
+        Some(c) => {
+            let _ = c.stop.send(());
+            Some(c.task.await)
+        }
+        None => None,
+    };
     if let Some(what) = died {
         let logs = sandbox.logs(40);
         drop(sandbox);
-        let cause = match (appview_result, relay_result) {
-            (Some(Ok(Err(e))), _) => format!(": {e}"),
-            (_, Some(Ok(Err(e)))) => format!(": {e}"),
+        let cause = match (appview_result, relay_result, console_result) {
+            (Some(Ok(Err(e))), _, _) => format!(": {e}"),
+            (_, Some(Ok(Err(e))), _) => format!(": {e}"),
+            (_, _, Some(Ok(Err(e)))) => format!(": {e}"),
             _ => String::new(),
         };
         anyhow::bail!("{what}{cause}\n{logs}");
@@ -437,6 +496,9 @@ pub async fn run_pds(args: PdsArgs) -> anyhow::Result<()> {
     }
     if let Some(result) = relay_result {
         result.context("the relay task")??;
+    }
+    if let Some(result) = console_result {
+        result.context("the admin console task")??;
     }
     eprintln!("Stopped.");
     Ok(())

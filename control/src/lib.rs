@@ -9,13 +9,16 @@
 //! The full `atelier.yaml` control plane (`init`, `check`, `plan`, `up`, `down`, `status`,
 //! backends, backups) replaces `up` when the Control plane issue lands.
 
+pub mod admin;
 pub mod appview_cmd;
 pub mod backup;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod deploy;
 pub mod dev;
 pub mod labeler;
+pub mod moderation;
 pub mod relay_cmd;
 pub mod up_cmd;
 pub mod up_state;

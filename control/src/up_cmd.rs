@@ -308,6 +308,10 @@ pub fn up_args(
         from_config: Some(Box::new(crate::dev::FromConfig {
             appview,
             relay: loaded.relay_config(),
+            console: Some(crate::console::up::ConsoleUp {
+                listen: services.admin.listen(),
+                admin: crate::admin::AdminServiceConfig::from_loaded(&loaded),
+            }),
         })),
     })
 }

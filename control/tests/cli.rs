@@ -612,8 +612,8 @@ fn free_port() -> u16 {
 }
 
 /// The Control plane issue's first loop, from a fresh directory: `atelier init` ->
-/// `atelier up` (which reads ./atelier.yaml: PLC, PDS, the relay and the AppView on the
-/// file's ports) -> `atelier account create` -> a painting written to the PDS reaches the
+/// `atelier up` (which reads ./atelier.yaml: PLC, PDS, the relay, the AppView and the admin
+/// console with the labeler on the file's ports) -> `atelier account create` -> a painting written to the PDS reaches the
 /// AppView's feed through the relay -> `atelier status --json` all healthy -> `atelier plan`
 /// shows nothing to change; one relay setting changed: `plan` names it and only the relay,
 /// and a second `atelier up` restarts only the relay -> `atelier down` leaves no process
@@ -660,7 +660,7 @@ async fn init_up_account_publish_status_down() {
         .iter()
         .filter_map(|s| s["name"].as_str())
         .collect();
-    assert_eq!(names, ["plc", "pds", "relay", "appview"]);
+    assert_eq!(names, ["plc", "pds", "relay", "appview", "admin"]);
     let url = |name: &str| {
         report["services"]
             .as_array()
@@ -669,7 +669,18 @@ async fn init_up_account_publish_status_down() {
             .expect("url")
             .to_owned()
     };
-    let (pds, appview) = (url("pds"), url("appview"));
+    let (pds, appview, admin) = (url("pds"), url("appview"), url("admin"));
+    // The console answers with its sign-in page, and the labeler it carries with labels.
+    let login = reqwest::get(format!("{admin}/login"))
+        .await
+        .expect("console");
+    assert_eq!(login.status(), 200);
+    let labels = reqwest::get(format!(
+        "{admin}/xrpc/com.atproto.label.queryLabels?uriPatterns=*"
+    ))
+    .await
+    .expect("labeler");
+    assert_eq!(labels.status(), 200);
     let children: Vec<i32> = report["services"]
         .as_array()
         .expect("services")

@@ -134,17 +134,30 @@ pub struct SandboxOptions {
 }
 
 /// A running local PLC + PDS pair.
-#[derive(Debug)]
 pub struct Sandbox {
     plc: Service,
     pds: Service,
     plc_url: String,
     pds_url: String,
     admin_password: String,
+    plc_rotation_key_hex: String,
     data_dir: PathBuf,
     http: reqwest::Client,
     // Declared last so the directory outlives the processes using it.
     _temp: Option<tempfile::TempDir>,
+}
+
+/// Secrets (the admin password, the rotation key) stay out of Debug output.
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("plc", &self.plc)
+            .field("pds", &self.pds)
+            .field("plc_url", &self.plc_url)
+            .field("pds_url", &self.pds_url)
+            .field("data_dir", &self.data_dir)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How long a service may take to become healthy. The PDS starts in 2-3 s on these
@@ -242,6 +255,7 @@ impl Sandbox {
             plc_url,
             pds_url,
             admin_password: secrets.admin_password,
+            plc_rotation_key_hex: secrets.plc_rotation_key_hex,
             data_dir,
             http,
             _temp: temp,
@@ -282,6 +296,13 @@ impl Sandbox {
     /// The PDS admin password (basic auth user `admin`).
     pub fn admin_password(&self) -> &str {
         &self.admin_password
+    }
+
+    /// The PDS's PLC rotation key (k256, hex): a rotation key of every account the PDS
+    /// created, so whoever holds it can update their DID documents (the labeler's
+    /// identity is made this way).
+    pub fn plc_rotation_key_hex(&self) -> &str {
+        &self.plc_rotation_key_hex
     }
 
     /// Where the services keep their data and logs.

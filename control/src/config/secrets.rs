@@ -33,6 +33,9 @@ pub const SECRETS: &[(&str, SecretKind)] = &[
     ("plc_rotation_key", SecretKind::K256Hex),
     // The control plane's labeler signing key.
     ("labeler_key", SecretKind::K256Hex),
+    // The password of the labeler's account on the bundled PDS (its repository holds the
+    // labeler declaration record).
+    ("labeler_account_password", SecretKind::Password),
     // Encrypts the AppView's stored OAuth tokens.
     ("oauth_token_key", SecretKind::Random32Hex),
     // The first password of the admin console's bootstrap users.

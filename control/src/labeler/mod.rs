@@ -43,6 +43,7 @@
 //! [`PublicKey`]: atelier_relay::sync::keys::PublicKey
 
 mod handle;
+pub mod identity;
 pub mod key;
 pub mod service;
 pub mod store;

@@ -1,0 +1,146 @@
+//! The console as `atelier up` runs it in the sandbox profile: the labeler's identity made
+//! on the bundled PDS and local PLC, then the console service on its configured address.
+//!
+//! The labeler is an account (`labeler.test`) on the bundled PDS, so it has a repository
+//! for its declaration record and a `did:plc` whose document the PDS's rotation key may
+//! update; [`identity`](crate::labeler::identity) adds the `#atproto_label` key (the
+//! `labeler_key` secret) and the `#atproto_labeler` endpoint (the console's URL), and the
+//! declaration is written when it differs from AC's label values. All of it is idempotent,
+//! so it runs at every start. The relay and the AppView are then pointed at the labeler's
+//! DID, so its takedowns and labels apply to what they serve.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use atelier_sandbox::Sandbox;
+use serde_json::Value;
+
+use super::service::{ConsoleConfig, ConsoleError};
+use crate::admin::AdminServiceConfig;
+use crate::config::secrets::ensure_secrets;
+use crate::labeler::SigningKey;
+use crate::labeler::identity::{
+    AC_LABEL_VALUES, DECLARATION, declaration, ensure_labeler_service, publish_declaration,
+    sign_in_or_create,
+};
+
+/// The labeler account's handle in the sandbox.
+pub const LABELER_HANDLE: &str = "labeler.test";
+
+/// What `up` needs to run the console.
+#[derive(Debug, Clone)]
+pub struct ConsoleUp {
+    /// Where the console listens (`services.admin`).
+    pub listen: SocketAddr,
+    /// The console's settings, from `atelier.yaml`.
+    pub admin: AdminServiceConfig,
+}
+
+/// The console running beside the sandbox.
+#[derive(Debug)]
+pub struct RunningConsole {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The labeler's DID.
+    pub labeler_did: String,
+    /// Stops it.
+    pub stop: tokio::sync::oneshot::Sender<()>,
+    /// The service task.
+    pub task: tokio::task::JoinHandle<Result<(), ConsoleError>>,
+}
+
+/// `addr` as a client reaches it: a wildcard bind address becomes loopback.
+fn reachable(mut addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+    }
+    addr
+}
+
+/// Makes the labeler's identity on `sandbox` and starts the console.
+///
+/// # Errors
+/// When the address is taken, a secret cannot be read, or the PDS or PLC refuses.
+pub async fn start(setup: &ConsoleUp, sandbox: &Sandbox) -> anyhow::Result<RunningConsole> {
+    let data_dir = &setup.admin.data_dir;
+    let secrets = ensure_secrets(data_dir)?;
+    let listener = tokio::net::TcpListener::bind(setup.listen)
+        .await
+        .with_context(|| format!("listening on {} (services.admin)", setup.listen))?;
+    let addr = reachable(
+        listener
+            .local_addr()
+            .context("reading the console address")?,
+    );
+    let endpoint = format!("http://{addr}");
+
+    let http = reqwest::Client::new();
+    let password = secrets.read("labeler_account_password")?;
+    let session = sign_in_or_create(
+        &http,
+        sandbox.pds_url(),
+        LABELER_HANDLE,
+        "labeler@example.com",
+        password.expose(),
+    )
+    .await?;
+    let key_file = secrets.path("labeler_key");
+    let key = SigningKey::load(&key_file)?;
+    let rotation = SigningKey::from_hex(sandbox.plc_rotation_key_hex())
+        .context("the sandbox PDS's PLC rotation key is not a k256 key")?;
+    ensure_labeler_service(
+        &http,
+        sandbox.plc_url(),
+        &session.did,
+        &rotation,
+        &key.did_key(),
+        &endpoint,
+    )
+    .await?;
+    let now = atelier_relay::service::rfc3339(atelier_relay::jetstream::now_us());
+    if !declared(&http, sandbox.pds_url(), &session.did).await {
+        publish_declaration(
+            &http,
+            sandbox.pds_url(),
+            &session.access_jwt,
+            &session.did,
+            AC_LABEL_VALUES,
+            &now,
+        )
+        .await?;
+    }
+
+    let config = ConsoleConfig {
+        admin: setup.admin.clone(),
+        labeler_did: session.did.clone(),
+        labeler_key_file: key_file,
+        plc_url: sandbox.plc_url().to_owned(),
+        allow_loopback: true,
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(super::run(config, listener, async move {
+        let _ = stopped.await;
+    }));
+    Ok(RunningConsole {
+        addr,
+        labeler_did: session.did,
+        stop,
+        task,
+    })
+}
+
+/// Whether the labeler's repository already holds the declaration of AC's label values.
+async fn declared(http: &reqwest::Client, pds_url: &str, did: &str) -> bool {
+    let url = format!(
+        "{}/xrpc/com.atproto.repo.getRecord?repo={did}&collection={DECLARATION}&rkey=self",
+        pds_url.trim_end_matches('/')
+    );
+    let Ok(response) = http.get(url).send().await else {
+        return false;
+    };
+    let Ok(answer) = response.json::<Value>().await else {
+        return false;
+    };
+    let wanted = declaration(AC_LABEL_VALUES, "");
+    answer.pointer("/value/policies") == wanted.get("policies")
+}

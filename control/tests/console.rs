@@ -1,0 +1,327 @@
+//! The console service end to end, as `atelier up` runs it, against the real harness PLC and
+//! PDS and a real AppView:
+//!
+//! 1. `console::up::start` makes the labeler's identity (`labeler.test` on the PDS, its DID
+//!    document naming the `#atproto_label` key and the console as `#atproto_labeler`, the
+//!    declaration record in its repository) and serves the console;
+//! 2. a user reports a mood with `com.atproto.moderation.createReport`, authenticated by a
+//!    service token from their own PDS, sent to the console as the PDS proxy would;
+//! 3. a moderator signs in, finds the report in the unreviewed queue, opens the subject
+//!    (the mood's text fetched from its author's PDS), and takes it down with the bulk
+//!    form; a triage user's takedown is refused (403) and leaves no trace;
+//! 4. the `!takedown` label is served by `queryLabels`, and the AppView, following the
+//!    labeler by its DID, stops serving the mood;
+//! 5. the audit log lists the takedown, and its CSV export has it;
+//! 6. a second start changes nothing in the identity (idempotent).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use atelier_appview::ingest::IngestConfig;
+use atelier_appview::labels::LabelSource;
+use atelier_appview::service::AppViewConfig;
+use atelier_appview::store::StoreLocation;
+use atelier_control::admin::AdminServiceConfig;
+use atelier_control::config::{BootstrapUser, Role};
+use atelier_control::console::up::{ConsoleUp, RunningConsole, start};
+use atelier_sandbox::Sandbox;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+mod support;
+
+use support::agent::Agent;
+
+const MOOD: &str = "computer.aesthetic.mood";
+const WAIT: Duration = Duration::from_secs(30);
+
+fn setup(dir: &std::path::Path) -> ConsoleUp {
+    let mut admin = AdminServiceConfig::new(dir.to_owned());
+    admin.bootstrap = vec![BootstrapUser {
+        name: "admin".to_owned(),
+        role: Role::Admin,
+    }];
+    admin.secure_cookies = false;
+    ConsoleUp {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        admin,
+    }
+}
+
+async fn stop(console: RunningConsole) {
+    let _ = console.stop.send(());
+    tokio::time::timeout(WAIT, console.task)
+        .await
+        .expect("the console stops in time")
+        .expect("the console task")
+        .expect("the console ran without error");
+}
+
+/// Polls `check` until it holds, or fails with `what`.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn feed_uris(http: &reqwest::Client, appview: &str) -> Vec<String> {
+    let url = format!("{appview}/xrpc/computer.aesthetic.feed.getAtmosphere?limit=50");
+    let Ok(response) = http.get(url).send().await else {
+        return Vec::new();
+    };
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    body["records"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|i| i["uri"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn report_review_takedown_and_the_appview_honours_it() {
+    let sandbox = Sandbox::start().await.expect("sandbox starts");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let http = reqwest::Client::new();
+    let console = start(&setup(dir.path()), &sandbox)
+        .await
+        .expect("the console starts");
+    let base = format!("http://{}", console.addr);
+    let labeler = console.labeler_did.clone();
+
+    // The labeler's identity and declaration.
+    let doc: Value = http
+        .get(format!("{}/{labeler}", sandbox.plc_url()))
+        .send()
+        .await
+        .expect("PLC")
+        .json()
+        .await
+        .expect("JSON");
+    let endpoint = doc["service"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["id"] == "#atproto_labeler"))
+        .map(|s| s["serviceEndpoint"].clone());
+    assert_eq!(endpoint, Some(Value::from(base.clone())), "{doc}");
+    let declaration: Value = http
+        .get(format!(
+            "{}/xrpc/com.atproto.repo.getRecord?repo={labeler}&collection=app.bsky.labeler.service&rkey=self",
+            sandbox.pds_url()
+        ))
+        .send()
+        .await
+        .expect("PDS")
+        .json()
+        .await
+        .expect("JSON");
+    assert!(
+        declaration["value"]["policies"]["labelValues"]
+            .as_array()
+            .is_some_and(|v| v.contains(&json!("!takedown"))),
+        "{declaration}"
+    );
+
+    // The AppView follows the PDS and the labeler.
+    let mut config = AppViewConfig::new(
+        StoreLocation::Sqlite(dir.path().join("index.sqlite")),
+        Some({
+            let mut ingest = IngestConfig::new(sandbox.subscribe_repos_url(None));
+            ingest.plc_url = sandbox.plc_url().to_owned();
+            ingest.allow_loopback = true;
+            ingest
+        }),
+    );
+    config.labels.sources = vec![LabelSource {
+        did: labeler.clone(),
+        url: None,
+    }];
+    config.labels.plc_url = sandbox.plc_url().to_owned();
+    config.labels.allow_loopback = true;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let appview = format!("http://{}", listener.local_addr().expect("addr"));
+    let (appview_stop, appview_stopped) = tokio::sync::oneshot::channel::<()>();
+    let appview_task = tokio::spawn(atelier_appview::service::run(
+        config,
+        listener,
+        async move {
+            let _ = appview_stopped.await;
+        },
+    ));
+
+    // Alice posts a mood; Bob reports it through his PDS's service token.
+    let alice = sandbox.create_account("alice").await.expect("alice");
+    let bob = sandbox.create_account("bob").await.expect("bob");
+    let mood = alice
+        .create_record(
+            MOOD,
+            &json!({"$type": MOOD, "mood": "a mean little mood", "when": "2026-12-06T12:00:00.000Z", "ref": "0123456789abcdef01234567"}),
+        )
+        .await
+        .expect("mood");
+    eventually("the AppView indexes the mood", || async {
+        assert!(!appview_task.is_finished(), "the AppView stopped");
+        feed_uris(&http, &appview).await.contains(&mood.uri)
+    })
+    .await;
+    let token = bob
+        .service_auth(
+            &format!("{labeler}#atproto_labeler"),
+            Some("com.atproto.moderation.createReport"),
+        )
+        .await
+        .expect("service token");
+    let report = http
+        .post(format!("{base}/xrpc/com.atproto.moderation.createReport"))
+        .bearer_auth(&token)
+        .json(&json!({
+            "reasonType": "com.atproto.moderation.defs#reasonRude",
+            "reason": "unkind",
+            "subject": {"$type": "com.atproto.repo.strongRef", "uri": mood.uri, "cid": mood.cid},
+        }))
+        .send()
+        .await
+        .expect("createReport");
+    assert_eq!(report.status(), StatusCode::OK);
+
+    // A moderator team: the admin and a triage user.
+    let bootstrap = std::fs::read_to_string(dir.path().join("secrets/admin_bootstrap_password"))
+        .expect("bootstrap password");
+    let mut admin = Agent::new(&base);
+    admin
+        .admin_ready(bootstrap.trim(), "the admin's own password")
+        .await;
+    let queue = admin.get("/queue").await;
+    assert_eq!(queue.status, StatusCode::OK, "{}", queue.body);
+    assert!(queue.body.contains(&mood.uri), "{}", queue.body);
+    assert!(queue.body.contains("rude"), "{}", queue.body);
+
+    let subject = admin
+        .get(&format!(
+            "/subject?{}",
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("uri", &mood.uri)
+                .finish()
+        ))
+        .await;
+    assert_eq!(subject.status, StatusCode::OK, "{}", subject.body);
+    assert!(
+        subject.body.contains("a mean little mood"),
+        "the record comes from the author's PDS: {}",
+        subject.body
+    );
+    assert!(subject.body.contains(&bob.did), "the reporter is listed");
+
+    // A triage user may not take it down.
+    let first = admin.add_user("tess", "triage").await;
+    let mut tess = Agent::new(&base);
+    tess.sign_in("tess", &first).await;
+    tess.change_password(&first, "tess's own password").await;
+    let page = tess.get("/queue").await;
+    assert!(
+        !page.body.contains("value=\"takedown\""),
+        "the menu offers triage no takedown"
+    );
+    let refused = tess
+        .post(
+            "/queue/act",
+            &[
+                ("csrf", &page.csrf()),
+                ("subject", &mood.uri),
+                ("action", "takedown"),
+                ("note", "no"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+
+    // The admin takes it down from the queue's bulk form.
+    let csrf = admin.get("/queue").await.csrf();
+    let done = admin
+        .post(
+            "/queue/act",
+            &[
+                ("csrf", &csrf),
+                ("back", "state=unreviewed"),
+                ("subject", &mood.uri),
+                ("action", "takedown"),
+                ("value", ""),
+                ("note", "rude to people"),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert!(
+        done.body.contains("takedown on 1 subject."),
+        "{}",
+        done.body
+    );
+    assert!(
+        !done
+            .body
+            .contains(&format!("data-subject=\"{}\"", mood.uri)),
+        "resolved: out of the unreviewed queue"
+    );
+
+    let labels: Value = http
+        .get(format!(
+            "{base}/xrpc/com.atproto.label.queryLabels?uriPatterns={}",
+            mood.uri
+        ))
+        .send()
+        .await
+        .expect("queryLabels")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(labels["labels"][0]["val"], "!takedown", "{labels}");
+    assert_eq!(labels["labels"][0]["src"], labeler.as_str(), "{labels}");
+    eventually("the AppView hides the taken-down mood", || async {
+        !feed_uris(&http, &appview).await.contains(&mood.uri)
+    })
+    .await;
+
+    // The audit log: the takedown with its reason; tess's refusal left nothing.
+    let audit = admin.get("/audit").await;
+    assert!(audit.body.contains("takedown"), "{}", audit.body);
+    assert!(audit.body.contains("rude to people"), "{}", audit.body);
+    assert!(!audit.body.contains("tess"), "{}", audit.body);
+    let csv = admin.get("/audit/export?format=csv").await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert!(
+        csv.headers
+            .get("content-type")
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/csv")),
+        "{:?}",
+        csv.headers
+    );
+    assert!(
+        csv.body
+            .lines()
+            .any(|l| l.contains("takedown") && l.contains(&mood.uri)),
+        "{}",
+        csv.body
+    );
+
+    // A second start over the same data: same labeler, nothing to change.
+    stop(console).await;
+    let again = start(&setup(dir.path()), &sandbox)
+        .await
+        .expect("the console starts again");
+    assert_eq!(again.labeler_did, labeler);
+    stop(again).await;
+
+    let _ = appview_stop.send(());
+    let _ = tokio::time::timeout(WAIT, appview_task).await;
+    sandbox.shutdown().await;
+}
