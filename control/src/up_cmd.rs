@@ -297,6 +297,16 @@ pub fn up_args(
         .appview_config()
         .map_err(|reason| anyhow::anyhow!("{}: {reason}", file.display()))?;
     let listen = services.appview.listen();
+    // The safety filter reads what the AppView indexes.
+    let autoflag = appview
+        .ingest
+        .as_ref()
+        .map(|i| crate::moderation::autoflag::AutoflagConfig {
+            source: i.source.clone(),
+            trusted: i.trusted,
+            plc_url: i.plc_url.clone(),
+            allow_loopback: i.allow_loopback,
+        });
     Ok(crate::dev::PdsArgs {
         config_file: Some(std::path::absolute(&file)?),
         fingerprints: fingerprints(&loaded),
@@ -311,6 +321,7 @@ pub fn up_args(
             console: Some(crate::console::up::ConsoleUp {
                 listen: services.admin.listen(),
                 admin: crate::admin::AdminServiceConfig::from_loaded(&loaded),
+                autoflag,
             }),
         })),
     })

@@ -5,7 +5,8 @@
 //!    document naming the `#atproto_label` key and the console as `#atproto_labeler`, the
 //!    declaration record in its repository) and serves the console;
 //! 2. a user reports a mood with `com.atproto.moderation.createReport`, authenticated by a
-//!    service token from their own PDS, sent to the console as the PDS proxy would;
+//!    service token from their own PDS, sent to the console as the PDS proxy would; the
+//!    safety filter, reading the PDS's stream, flags another mood by itself (masked quote);
 //! 3. a moderator signs in, finds the report in the unreviewed queue, opens the subject
 //!    (the mood's text fetched from its author's PDS), and takes it down with the bulk
 //!    form; a triage user's takedown is refused (403) and leaves no trace;
@@ -24,6 +25,7 @@ use atelier_appview::store::StoreLocation;
 use atelier_control::admin::AdminServiceConfig;
 use atelier_control::config::{BootstrapUser, Role};
 use atelier_control::console::up::{ConsoleUp, RunningConsole, start};
+use atelier_control::moderation::autoflag::AutoflagConfig;
 use atelier_sandbox::Sandbox;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -35,7 +37,7 @@ use support::agent::Agent;
 const MOOD: &str = "computer.aesthetic.mood";
 const WAIT: Duration = Duration::from_secs(30);
 
-fn setup(dir: &std::path::Path) -> ConsoleUp {
+fn setup(dir: &std::path::Path, sandbox: &Sandbox) -> ConsoleUp {
     let mut admin = AdminServiceConfig::new(dir.to_owned());
     admin.bootstrap = vec![BootstrapUser {
         name: "admin".to_owned(),
@@ -45,6 +47,12 @@ fn setup(dir: &std::path::Path) -> ConsoleUp {
     ConsoleUp {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         admin,
+        autoflag: Some(AutoflagConfig {
+            source: sandbox.subscribe_repos_url(None),
+            trusted: false,
+            plc_url: sandbox.plc_url().to_owned(),
+            allow_loopback: true,
+        }),
     }
 }
 
@@ -70,6 +78,14 @@ where
     }
 }
 
+/// The console's page of the subject `uri`.
+fn subject_path(uri: &str) -> String {
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("uri", uri)
+        .finish();
+    format!("/subject?{query}")
+}
+
 async fn feed_uris(http: &reqwest::Client, appview: &str) -> Vec<String> {
     let url = format!("{appview}/xrpc/computer.aesthetic.feed.getAtmosphere?limit=50");
     let Ok(response) = http.get(url).send().await else {
@@ -92,7 +108,7 @@ async fn report_review_takedown_and_the_appview_honours_it() {
     let sandbox = Sandbox::start().await.expect("sandbox starts");
     let dir = tempfile::tempdir().expect("tempdir");
     let http = reqwest::Client::new();
-    let console = start(&setup(dir.path()), &sandbox)
+    let console = start(&setup(dir.path(), &sandbox), &sandbox)
         .await
         .expect("the console starts");
     let base = format!("http://{}", console.addr);
@@ -169,6 +185,13 @@ async fn report_review_takedown_and_the_appview_honours_it() {
         )
         .await
         .expect("mood");
+    let rude = alice
+        .create_record(
+            MOOD,
+            &json!({"$type": MOOD, "mood": "what the fuck", "when": "2026-12-06T12:01:00.000Z", "ref": "0123456789abcdef01234568"}),
+        )
+        .await
+        .expect("rude mood");
     eventually("the AppView indexes the mood", || async {
         assert!(!appview_task.is_finished(), "the AppView stopped");
         feed_uris(&http, &appview).await.contains(&mood.uri)
@@ -205,15 +228,24 @@ async fn report_review_takedown_and_the_appview_honours_it() {
     assert_eq!(queue.status, StatusCode::OK, "{}", queue.body);
     assert!(queue.body.contains(&mood.uri), "{}", queue.body);
     assert!(queue.body.contains("rude"), "{}", queue.body);
+    // The safety filter flagged the other mood by itself, quoting it masked.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !admin.get("/queue").await.body.contains(&rude.uri) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the auto-flag reaches the queue"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let flagged = admin.get(&subject_path(&rude.uri)).await;
+    assert!(
+        flagged.body.contains("safety filter, mood: what the ____"),
+        "{}",
+        flagged.body
+    );
+    assert!(flagged.body.contains("(autoflag)"), "{}", flagged.body);
 
-    let subject = admin
-        .get(&format!(
-            "/subject?{}",
-            url::form_urlencoded::Serializer::new(String::new())
-                .append_pair("uri", &mood.uri)
-                .finish()
-        ))
-        .await;
+    let subject = admin.get(&subject_path(&mood.uri)).await;
     assert_eq!(subject.status, StatusCode::OK, "{}", subject.body);
     assert!(
         subject.body.contains("a mean little mood"),
@@ -315,10 +347,15 @@ async fn report_review_takedown_and_the_appview_honours_it() {
 
     // A second start over the same data: same labeler, nothing to change.
     stop(console).await;
-    let again = start(&setup(dir.path()), &sandbox)
+    let again = start(&setup(dir.path(), &sandbox), &sandbox)
         .await
         .expect("the console starts again");
     assert_eq!(again.labeler_did, labeler);
+    assert_eq!(
+        atelier_control::console::up::recorded_labeler(dir.path()).as_deref(),
+        Some(labeler.as_str()),
+        "recorded for `atelier admin serve`"
+    );
     stop(again).await;
 
     let _ = appview_stop.send(());

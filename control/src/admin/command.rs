@@ -110,8 +110,44 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let addr = listener
         .local_addr()
         .context("reading the listen address")?;
+    // With the labeler's identity (made by `atelier up`), the whole console: moderation
+    // pages, the labeler and createReport. Without it, accounts only.
+    if let Some(did) = crate::console::up::recorded_labeler(&data_dir) {
+        let sandbox = loaded.config.profile == crate::config::Profile::Sandbox;
+        let plc_url = match loaded.config.plc() {
+            Some(plc) if sandbox => format!("http://127.0.0.1:{}", plc.port),
+            _ => "https://plc.directory".to_owned(),
+        };
+        let autoflag = loaded
+            .appview_config()
+            .ok()
+            .and_then(|a| a.ingest)
+            .map(|i| crate::moderation::autoflag::AutoflagConfig {
+                source: i.source,
+                trusted: i.trusted,
+                plc_url: i.plc_url,
+                allow_loopback: i.allow_loopback,
+            });
+        let console = crate::console::ConsoleConfig {
+            admin: config,
+            labeler_did: did.clone(),
+            labeler_key_file: crate::config::secrets::secrets_dir(&data_dir).join("labeler_key"),
+            plc_url,
+            allow_loopback: sandbox,
+            autoflag,
+        };
+        println!("Admin console listening on http://{addr} (labeler {did})");
+        println!("Press Ctrl-C to stop.");
+        crate::console::run(console, listener, crate::relay_cmd::interrupted()?).await?;
+        eprintln!("Stopped.");
+        return Ok(());
+    }
     let state = AdminState::open(&config).await?;
     println!("Admin console listening on http://{addr}");
+    println!(
+        "  accounts only: the moderation pages and the labeler need the labeler's identity, \
+         which `atelier up` makes"
+    );
     println!("  users    {}", database_path(&data_dir).display());
     for user in state.store().users().await? {
         if user.must_change_password && config.bootstrap.iter().any(|b| b.name == user.name) {

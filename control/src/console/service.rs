@@ -19,6 +19,7 @@ use atelier_relay::sync::ssrf::{GuardedClient, SsrfPolicy};
 use super::pages::{self, ModerationPages};
 use crate::admin::{AdminServiceConfig, AdminState};
 use crate::labeler::{LabelStore, Labeler, SigningKey};
+use crate::moderation::autoflag::{self, AutoflagConfig};
 use crate::moderation::{Moderation, ModerationStore};
 
 /// Why the console could not run.
@@ -36,6 +37,9 @@ pub enum ConsoleError {
     /// The identity resolver's HTTP client.
     #[error("identity resolver: {0}")]
     Resolver(String),
+    /// The auto-flagger.
+    #[error(transparent)]
+    Autoflag(#[from] autoflag::AutoflagError),
 }
 
 /// What the console service runs with.
@@ -52,6 +56,8 @@ pub struct ConsoleConfig {
     pub plc_url: String,
     /// Allow loopback hosts and plain http (the sandbox).
     pub allow_loopback: bool,
+    /// The stream the safety filter reads published text from (`None`: no auto-flags).
+    pub autoflag: Option<AutoflagConfig>,
 }
 
 /// The console's state directory under the data directory.
@@ -116,17 +122,45 @@ pub async fn run(
             &config.labeler_did,
         ))
         .route("/xrpc/_health", axum::routing::get(health));
-    let result = crate::admin::serve_with_public(
+    // One shutdown for the server and the auto-flagger.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let flagger = config.autoflag.clone().map(|flag| {
+        tokio::spawn(autoflag::run(
+            flag,
+            store.clone(),
+            atelier_appview::safety::SafetyFilter::default(),
+            stopped(stop_rx.clone()),
+        ))
+    });
+    let server = crate::admin::serve_with_public(
         state.clone(),
         pages::routes(moderation_pages),
         public,
         listener,
-        shutdown,
-    )
-    .await;
+        stopped(stop_rx),
+    );
+    tokio::pin!(server);
+    let result = tokio::select! {
+        result = &mut server => result.map_err(ConsoleError::from),
+        () = shutdown => {
+            let _ = stop_tx.send(true);
+            server.await.map_err(ConsoleError::from)
+        }
+    };
+    let _ = stop_tx.send(true);
+    let flagged = match flagger {
+        Some(task) => task
+            .await
+            .map_err(|e| ConsoleError::Labeler(format!("the auto-flagger task: {e}")))
+            .and_then(|r| r.map_err(ConsoleError::from)),
+        None => Ok(()),
+    };
     labeler.shutdown();
     state.store().close().await;
     store.close().await;
     labels.close().await;
-    result.map_err(ConsoleError::from)
+    result.and(flagged)
 }

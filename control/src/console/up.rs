@@ -34,6 +34,8 @@ pub struct ConsoleUp {
     pub listen: SocketAddr,
     /// The console's settings, from `atelier.yaml`.
     pub admin: AdminServiceConfig,
+    /// The stream auto-flags read (the AppView's source), if any.
+    pub autoflag: Option<crate::moderation::autoflag::AutoflagConfig>,
 }
 
 /// The console running beside the sandbox.
@@ -110,12 +112,14 @@ pub async fn start(setup: &ConsoleUp, sandbox: &Sandbox) -> anyhow::Result<Runni
         .await?;
     }
 
+    write_labeler_file(data_dir, &session.did, &endpoint)?;
     let config = ConsoleConfig {
         admin: setup.admin.clone(),
         labeler_did: session.did.clone(),
         labeler_key_file: key_file,
         plc_url: sandbox.plc_url().to_owned(),
         allow_loopback: true,
+        autoflag: setup.autoflag.clone(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(super::run(config, listener, async move {
@@ -127,6 +131,31 @@ pub async fn start(setup: &ConsoleUp, sandbox: &Sandbox) -> anyhow::Result<Runni
         stop,
         task,
     })
+}
+
+/// `DATA_DIR/admin/labeler.json`: the labeler's DID and endpoint, as `up` made them, for
+/// `atelier admin serve` to run the same console later.
+pub fn labeler_file(data_dir: &std::path::Path) -> std::path::PathBuf {
+    super::admin_dir(data_dir).join("labeler.json")
+}
+
+fn write_labeler_file(data_dir: &std::path::Path, did: &str, endpoint: &str) -> anyhow::Result<()> {
+    let path = labeler_file(data_dir);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let body = serde_json::json!({"did": did, "endpoint": endpoint});
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, format!("{body:#}\n"))
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The labeler's DID recorded by `up` in `data_dir`, if any.
+pub fn recorded_labeler(data_dir: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(labeler_file(data_dir)).ok()?;
+    let value: Value = serde_json::from_str(&text).ok()?;
+    value.get("did")?.as_str().map(str::to_owned)
 }
 
 /// Whether the labeler's repository already holds the declaration of AC's label values.

@@ -10,6 +10,7 @@
 //!   log; the queue listing, the subject view and the audit export.
 //! - [`action`]: [`Action`] and the executor [`Moderation::act`], for one subject or many.
 //! - [`xrpc`]: `com.atproto.moderation.createReport`, authenticated by service JWT.
+//! - [`autoflag`]: the safety filter over published AC text, reporting what it matches.
 //!
 //! Design: the queue is per subject, not per report. Every report attaches to its subject's
 //! row (created on first sight), and the subject carries the queue state (`unreviewed`,
@@ -30,6 +31,7 @@
 //! log records.
 
 pub mod action;
+pub mod autoflag;
 pub mod report;
 pub mod store;
 pub mod subject;

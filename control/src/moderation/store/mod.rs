@@ -25,6 +25,7 @@
 //! FROM`), so a Postgres store can follow with its own migrations behind the same methods.
 
 pub mod audit;
+mod cursors;
 mod effects;
 pub mod queue;
 mod reports;
