@@ -73,6 +73,28 @@ impl FromConfig {
     }
 }
 
+/// Where the dashboard finds each service `up` runs.
+fn dashboard_probes(
+    sandbox: &Sandbox,
+    from_config: Option<&FromConfig>,
+    appview: Option<SocketAddr>,
+) -> Vec<crate::console::dashboard::ServiceProbe> {
+    use crate::console::up::probe;
+    let mut probes = vec![
+        probe("plc", sandbox.plc_url(), "/_health"),
+        probe("pds", sandbox.pds_url(), "/xrpc/_health"),
+    ];
+    if let Some(relay) = from_config.and_then(|c| c.relay.as_ref()) {
+        let url = format!("http://{}", crate::config::reachable(relay.listen));
+        probes.push(probe("relay", &url, "/xrpc/_health"));
+    }
+    if let Some(addr) = appview {
+        let url = format!("http://{}", crate::config::reachable(addr));
+        probes.push(probe("appview", &url, "/xrpc/_health"));
+    }
+    probes
+}
+
 /// The relay running beside the sandbox.
 struct Relay {
     addr: SocketAddr,
@@ -332,7 +354,8 @@ pub async fn run_pds(args: PdsArgs) -> anyhow::Result<()> {
     .await?;
     let mut from_config = args.from_config.clone();
     let console = match from_config.as_ref().and_then(|c| c.console.clone()) {
-        Some(setup) => {
+        Some(mut setup) => {
+            setup.services = dashboard_probes(&sandbox, from_config.as_deref(), args.appview);
             let running = crate::console::up::start(&setup, &sandbox).await?;
             if let Some(c) = from_config.as_mut() {
                 c.follow_labeler(&running.labeler_did);

@@ -322,6 +322,8 @@ pub fn up_args(
                 listen: services.admin.listen(),
                 admin: crate::admin::AdminServiceConfig::from_loaded(&loaded),
                 autoflag,
+                // Filled in by `up` once the sandbox runs.
+                services: Vec::new(),
             }),
         })),
     })

@@ -24,7 +24,7 @@ use atelier_appview::service::AppViewConfig;
 use atelier_appview::store::StoreLocation;
 use atelier_control::admin::AdminServiceConfig;
 use atelier_control::config::{BootstrapUser, Role};
-use atelier_control::console::up::{ConsoleUp, RunningConsole, start};
+use atelier_control::console::up::{ConsoleUp, RunningConsole, probe, start};
 use atelier_control::moderation::autoflag::AutoflagConfig;
 use atelier_sandbox::Sandbox;
 use reqwest::StatusCode;
@@ -37,7 +37,7 @@ use support::agent::Agent;
 const MOOD: &str = "computer.aesthetic.mood";
 const WAIT: Duration = Duration::from_secs(30);
 
-fn setup(dir: &std::path::Path, sandbox: &Sandbox) -> ConsoleUp {
+fn setup(dir: &std::path::Path, sandbox: &Sandbox, appview: &str) -> ConsoleUp {
     let mut admin = AdminServiceConfig::new(dir.to_owned());
     admin.bootstrap = vec![BootstrapUser {
         name: "admin".to_owned(),
@@ -53,6 +53,10 @@ fn setup(dir: &std::path::Path, sandbox: &Sandbox) -> ConsoleUp {
             plc_url: sandbox.plc_url().to_owned(),
             allow_loopback: true,
         }),
+        services: vec![
+            probe("pds", sandbox.pds_url(), "/xrpc/_health"),
+            probe("appview", appview, "/xrpc/_health"),
+        ],
     }
 }
 
@@ -108,7 +112,11 @@ async fn report_review_takedown_and_the_appview_honours_it() {
     let sandbox = Sandbox::start().await.expect("sandbox starts");
     let dir = tempfile::tempdir().expect("tempdir");
     let http = reqwest::Client::new();
-    let console = start(&setup(dir.path(), &sandbox), &sandbox)
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let appview = format!("http://{}", listener.local_addr().expect("addr"));
+    let console = start(&setup(dir.path(), &sandbox, &appview), &sandbox)
         .await
         .expect("the console starts");
     let base = format!("http://{}", console.addr);
@@ -162,10 +170,6 @@ async fn report_review_takedown_and_the_appview_honours_it() {
     }];
     config.labels.plc_url = sandbox.plc_url().to_owned();
     config.labels.allow_loopback = true;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let appview = format!("http://{}", listener.local_addr().expect("addr"));
     let (appview_stop, appview_stopped) = tokio::sync::oneshot::channel::<()>();
     let appview_task = tokio::spawn(atelier_appview::service::run(
         config,
@@ -323,6 +327,64 @@ async fn report_review_takedown_and_the_appview_honours_it() {
     })
     .await;
 
+    // A moderator limited to `spam` may not apply another value.
+    let users = admin.get("/users").await;
+    let added = admin
+        .post(
+            "/users",
+            &[
+                ("csrf", &users.csrf()),
+                ("name", "mo"),
+                ("role", "moderator"),
+                ("labels", "spam"),
+            ],
+        )
+        .await;
+    let first = support::agent::between(&added.body, "id=\"new-password\">", "<")
+        .expect("one-time password")
+        .to_owned();
+    let mut mo = Agent::new(&base);
+    mo.sign_in("mo", &first).await;
+    mo.change_password(&first, "mo's own password").await;
+    let csrf = mo.get("/queue").await.csrf();
+    let limited = mo
+        .post(
+            "/queue/act",
+            &[
+                ("csrf", &csrf),
+                ("subject", &rude.uri),
+                ("action", "label"),
+                ("value", "offensive-text"),
+            ],
+        )
+        .await;
+    assert_eq!(limited.status, StatusCode::FORBIDDEN, "{}", limited.body);
+    assert!(limited.body.contains("offensive-text"), "{}", limited.body);
+
+    // The dashboard: one decided, the queue sizes, the services, our labeler as a source.
+    let dashboard = admin.get("/").await;
+    assert!(dashboard.body.contains("(1 decided)"), "{}", dashboard.body);
+    assert!(
+        dashboard.body.contains("data-queue=\"resolved\">1<"),
+        "{}",
+        dashboard.body
+    );
+    assert!(
+        dashboard.body.contains("data-queue=\"unreviewed\">1<"),
+        "the auto-flag is still waiting: {}",
+        dashboard.body
+    );
+    for service in ["pds", "appview"] {
+        assert!(
+            dashboard.body.contains(&format!(
+                "data-service=\"{service}\"><td>{service}</td><td><span class=\"tag\">up</span>"
+            )),
+            "{service} up: {}",
+            dashboard.body
+        );
+    }
+    assert!(dashboard.body.contains(&labeler), "{}", dashboard.body);
+
     // The audit log: the takedown with its reason; tess's refusal left nothing.
     let audit = admin.get("/audit").await;
     assert!(audit.body.contains("takedown"), "{}", audit.body);
@@ -347,7 +409,7 @@ async fn report_review_takedown_and_the_appview_honours_it() {
 
     // A second start over the same data: same labeler, nothing to change.
     stop(console).await;
-    let again = start(&setup(dir.path(), &sandbox), &sandbox)
+    let again = start(&setup(dir.path(), &sandbox, &appview), &sandbox)
         .await
         .expect("the console starts again");
     assert_eq!(again.labeler_did, labeler);

@@ -135,6 +135,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             plc_url,
             allow_loopback: sandbox,
             autoflag,
+            services: configured_probes(&loaded),
         };
         println!("Admin console listening on http://{addr} (labeler {did})");
         println!("Press Ctrl-C to stop.");
@@ -162,7 +163,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = state.store().clone();
     let result = super::serve(
         state,
-        axum::Router::new(),
+        super::accounts_pages(),
         listener,
         crate::relay_cmd::interrupted()?,
     )
@@ -171,6 +172,33 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     result?;
     eprintln!("Stopped.");
     Ok(())
+}
+
+/// Where the dashboard finds the services `atelier.yaml` configures.
+fn configured_probes(
+    loaded: &crate::config::Loaded,
+) -> Vec<crate::console::dashboard::ServiceProbe> {
+    use crate::console::up::probe;
+    let services = &loaded.config.services;
+    let http = |addr| format!("http://{}", crate::config::reachable(addr));
+    let mut probes = Vec::new();
+    if let Some(plc) = loaded.config.plc() {
+        probes.push(probe(
+            "plc",
+            &format!("http://127.0.0.1:{}", plc.port),
+            "/_health",
+        ));
+    }
+    probes.push(probe("pds", &http(services.pds.listen()), "/xrpc/_health"));
+    if let Some(relay) = &services.relay {
+        probes.push(probe("relay", &http(relay.listen), "/xrpc/_health"));
+    }
+    probes.push(probe(
+        "appview",
+        &http(services.appview.listen()),
+        "/xrpc/_health",
+    ));
+    probes
 }
 
 async fn open_store(args: &ConfigArgs) -> anyhow::Result<UserStore> {

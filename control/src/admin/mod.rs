@@ -63,7 +63,8 @@ pub use auth::{AuthRejection, Authed, ClientAddress, Forbidden, SignedIn};
 pub use lockout::LoginLimits;
 pub use pages::{Form, NavLink, PageError, Shell, human_duration, message, render};
 pub use service::{
-    AdminServiceConfig, AdminState, router, router_with, run, serve, serve_with_public,
+    AdminServiceConfig, AdminState, accounts_pages, router, router_with, run, serve,
+    serve_with_public,
 };
 pub use sessions::SessionPolicy;
 pub use store::{NewUser, StoreError, User, UserStore};

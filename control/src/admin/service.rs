@@ -193,7 +193,13 @@ async fn bootstrap(store: &UserStore, config: &AdminServiceConfig) -> Result<(),
 
 /// The console's router: its own pages only.
 pub fn router(state: AdminState) -> Router {
-    router_with(state, Router::new())
+    router_with(state, accounts_pages())
+}
+
+/// The dashboard of a console that serves accounts only (`/`): the moderation console
+/// ([`crate::console`]) brings its own.
+pub fn accounts_pages() -> Router<AdminState> {
+    Router::new().route("/", get(pages::dashboard::show))
 }
 
 /// The console's router with more pages: `extra`'s routes get the same session loading,
@@ -201,6 +207,7 @@ pub fn router(state: AdminState) -> Router {
 /// [`super::Authed`] and call [`super::Authed::require`] with the permission they need;
 /// their forms carry the CSRF token (`authed.csrf()`) in a field named [`csrf::FIELD`].
 /// Routes merged into the returned router afterwards get none of this: add them here.
+/// `extra` provides the dashboard (`/`): [`accounts_pages`] or the moderation console's.
 pub fn router_with(state: AdminState, extra: Router<AdminState>) -> Router {
     Router::new()
         .route("/login", get(pages::login::show).post(pages::login::submit))
@@ -209,7 +216,6 @@ pub fn router_with(state: AdminState, extra: Router<AdminState>) -> Router {
             "/password",
             get(pages::password::show).post(pages::password::submit),
         )
-        .route("/", get(pages::dashboard::show))
         .route("/users", get(pages::users::show).post(pages::users::add))
         .route("/users/{name}/role", post(pages::users::set_role))
         .route("/users/{name}/disable", post(pages::users::disable))
@@ -295,7 +301,7 @@ pub async fn run(
 ) -> Result<(), AdminError> {
     let state = AdminState::open(&config).await?;
     let store = state.store().clone();
-    let result = serve(state, Router::new(), listener, shutdown).await;
+    let result = serve(state, accounts_pages(), listener, shutdown).await;
     store.close().await;
     result
 }

@@ -224,7 +224,7 @@ impl Loaded {
 }
 
 /// `addr` as a client reaches it: a wildcard bind address becomes loopback.
-fn reachable(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+pub fn reachable(addr: std::net::SocketAddr) -> std::net::SocketAddr {
     let mut addr = addr;
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));

@@ -1,6 +1,7 @@
 //! The moderation pages of the admin console, added to the console's router
 //! ([`crate::admin::router_with`]), so they get its sessions, CSRF guard and headers:
 //!
+//! - `GET /`: the dashboard ([`super::dashboard`]).
 //! - `GET /queue`: a queue (unreviewed, escalated, resolved) with filters (kind,
 //!   collection, reason, reporter, label, age, assignee, order) and pages; every row has a
 //!   checkbox for the **bulk** form below the table.
@@ -49,11 +50,14 @@ pub struct ModerationPages {
     pub resolver: Resolver,
     /// The SSRF-guarded client previews are fetched with.
     pub http: GuardedClient,
+    /// The services the dashboard checks.
+    pub services: Vec<super::dashboard::ServiceProbe>,
 }
 
 /// The routes, for [`crate::admin::router_with`].
 pub fn routes(pages: ModerationPages) -> Router<AdminState> {
     Router::new()
+        .route("/", get(super::dashboard::show))
         .route("/queue", get(queue))
         .route("/queue/act", post(queue_act))
         .route("/subject", get(subject))

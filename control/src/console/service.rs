@@ -58,6 +58,8 @@ pub struct ConsoleConfig {
     pub allow_loopback: bool,
     /// The stream the safety filter reads published text from (`None`: no auto-flags).
     pub autoflag: Option<AutoflagConfig>,
+    /// The services the dashboard shows.
+    pub services: Vec<super::dashboard::ServiceProbe>,
 }
 
 /// The console's state directory under the data directory.
@@ -114,6 +116,7 @@ pub async fn run(
         moderation: Moderation::new(store.clone(), labeler.clone()),
         resolver: resolver.clone(),
         http,
+        services: config.services.clone(),
     };
     let public = crate::labeler::router(labeler.clone())
         .merge(crate::moderation::xrpc_router(

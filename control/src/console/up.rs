@@ -15,6 +15,7 @@ use anyhow::Context;
 use atelier_sandbox::Sandbox;
 use serde_json::Value;
 
+use super::dashboard::ServiceProbe;
 use super::service::{ConsoleConfig, ConsoleError};
 use crate::admin::AdminServiceConfig;
 use crate::config::secrets::ensure_secrets;
@@ -36,6 +37,17 @@ pub struct ConsoleUp {
     pub admin: AdminServiceConfig,
     /// The stream auto-flags read (the AppView's source), if any.
     pub autoflag: Option<crate::moderation::autoflag::AutoflagConfig>,
+    /// The services the dashboard shows (`up` fills in where they run).
+    pub services: Vec<ServiceProbe>,
+}
+
+/// The dashboard's probe of the service `name` at `url`.
+pub fn probe(name: &str, url: &str, health: &str) -> ServiceProbe {
+    ServiceProbe {
+        name: name.to_owned(),
+        url: url.trim_end_matches('/').to_owned(),
+        health: health.to_owned(),
+    }
 }
 
 /// The console running beside the sandbox.
@@ -120,6 +132,7 @@ pub async fn start(setup: &ConsoleUp, sandbox: &Sandbox) -> anyhow::Result<Runni
         plc_url: sandbox.plc_url().to_owned(),
         allow_loopback: true,
         autoflag: setup.autoflag.clone(),
+        services: setup.services.clone(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(super::run(config, listener, async move {

@@ -43,6 +43,7 @@ pub use store::audit::{AuditEntry, AuditRange, ExportError, ExportFormat, Outcom
 pub use store::queue::{
     Assignee, Comment, Order, QueuePage, QueueQuery, QueuedSubject, ReportGroup, SubjectView,
 };
+pub use store::stats::Turnaround;
 pub use store::{ModerationStore, QueueState, StoreError};
 pub use subject::{SubjectError, SubjectKind, SubjectRef};
 pub use xrpc::{report_audience, xrpc_router};

@@ -26,6 +26,7 @@
 
 pub mod audit;
 mod cursors;
+pub mod stats;
 mod effects;
 pub mod queue;
 mod reports;
