@@ -11,6 +11,7 @@
 
 mod cache;
 mod notifications;
+mod page;
 mod xrpc;
 
 use std::future::Future;

@@ -32,6 +32,7 @@ const DEFAULT_LIMIT: usize = 50;
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     let queries = Router::new()
+        .route("/", get(super::page::atmosphere))
         .route(
             "/xrpc/computer.aesthetic.feed.getAtmosphere",
             get(get_atmosphere),

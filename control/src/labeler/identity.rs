@@ -206,22 +206,24 @@ pub fn labeler_update(
     Ok(Some(op))
 }
 
-async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value, IdentityError> {
+/// Sends `request` (described as `what` in errors); a non-2xx answer is an error with its
+/// status and body, a 2xx one gives its JSON (`null` when it has none).
+async fn send_json(request: reqwest::RequestBuilder, what: String) -> Result<Value, IdentityError> {
     let failed = |reason: String| IdentityError::Http {
-        what: format!("GET {url}"),
+        what: what.clone(),
         reason,
     };
-    let response = http
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| failed(e.to_string()))?;
+    let response = request.send().await.map_err(|e| failed(e.to_string()))?;
     let status = response.status();
     if !status.is_success() {
         let body = response.text().await.unwrap_or_default();
         return Err(failed(format!("{status}: {body}")));
     }
-    response.json().await.map_err(|e| failed(e.to_string()))
+    Ok(response.json().await.unwrap_or(Value::Null))
+}
+
+async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value, IdentityError> {
+    send_json(http.get(url), format!("GET {url}")).await
 }
 
 /// Makes `did`'s DID document name `label_key` (`did:key`) as `#atproto_label` and
@@ -258,21 +260,7 @@ pub async fn ensure_labeler_service(
     };
     let signed = sign_operation(op, rotation_key)?;
     let url = format!("{base}/{did}");
-    let failed = |reason: String| IdentityError::Http {
-        what: format!("POST {url}"),
-        reason,
-    };
-    let response = http
-        .post(&url)
-        .json(&signed)
-        .send()
-        .await
-        .map_err(|e| failed(e.to_string()))?;
-    let status = response.status();
-    if !status.is_success() {
-        let body = response.text().await.unwrap_or_default();
-        return Err(failed(format!("{status}: {body}")));
-    }
+    send_json(http.post(&url).json(&signed), format!("POST {url}")).await?;
     Ok(true)
 }
 
@@ -370,33 +358,22 @@ pub async fn publish_declaration(
         "{}/xrpc/com.atproto.repo.putRecord",
         pds_url.trim_end_matches('/')
     );
-    let failed = |reason: String| IdentityError::Http {
-        what: format!("POST {url}"),
-        reason,
-    };
     let body = json!({
         "repo": did,
         "collection": DECLARATION,
         "rkey": "self",
         "record": declaration(values, created_at),
     });
-    let response = http
-        .post(&url)
-        .bearer_auth(access_jwt)
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| failed(e.to_string()))?;
-    let status = response.status();
-    let answer: Value = response.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        return Err(failed(format!("{status}: {answer}")));
-    }
+    let request = http.post(&url).bearer_auth(access_jwt).json(&body);
+    let answer = send_json(request, format!("POST {url}")).await?;
     answer
         .get("cid")
         .and_then(Value::as_str)
         .map(str::to_owned)
-        .ok_or_else(|| failed(format!("no cid in {answer}")))
+        .ok_or_else(|| IdentityError::Http {
+            what: format!("POST {url}"),
+            reason: format!("no cid in {answer}"),
+        })
 }
 
 #[cfg(test)]
