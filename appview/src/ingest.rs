@@ -21,6 +21,7 @@ use atelier_relay::sync::verify::VerifyMode;
 use tracing::{debug, info, warn};
 
 use crate::error::AppViewError;
+use crate::histogram::{Histogram, VISIBILITY_BUCKETS};
 use crate::index::{Change, Indexer, Rejected};
 use crate::store::Store;
 
@@ -101,8 +102,24 @@ pub struct IngestStats {
     pub records_repaired: AtomicU64,
     /// The last committed seq (-1: none yet).
     pub committed_seq: AtomicI64,
+    /// Publish-to-visibility: from a commit's time (as the upstream stamped it) to the
+    /// commit of the batch that indexed it.
+    pub visibility: Visibility,
+    /// The time (unix microseconds) of the newest commit indexed (0: none yet): the
+    /// ingest lag is now minus this.
+    pub last_commit_time_us: AtomicI64,
     rejected: Mutex<BTreeMap<String, u64>>,
     commits: Commits,
+}
+
+/// The publish-to-visibility histogram (seconds, [`VISIBILITY_BUCKETS`]).
+#[derive(Debug)]
+pub struct Visibility(pub Histogram);
+
+impl Default for Visibility {
+    fn default() -> Self {
+        Visibility(Histogram::new(VISIBILITY_BUCKETS))
+    }
 }
 
 /// Tells waiters that a batch committed (the live notification streams).
@@ -160,6 +177,8 @@ struct Batch {
     rejected: Vec<Rejected>,
     last_seq: Option<i64>,
     events: usize,
+    /// The commit times (unix microseconds) of the batch's commits that carried records.
+    commit_times: Vec<i64>,
 }
 
 /// Follows `config.source` into `store` until `shutdown` completes; the last batch is
@@ -227,6 +246,11 @@ pub async fn run<S: Store>(
         if let Some(seq) = event_seq(&ev) {
             batch.last_seq = Some(batch.last_seq.map_or(seq, |s| s.max(seq)));
         }
+        if let SyncEvent::Commit(c) = &ev
+            && let Ok(time) = crate::labels::label::datetime_micros(&c.time)
+        {
+            batch.commit_times.push(time);
+        }
         indexer.event(&ev, &mut batch.changes, &mut batch.rejected);
         stats.events.fetch_add(1, Ordering::Relaxed);
         batch.events += 1;
@@ -275,6 +299,16 @@ async fn commit<S: Store>(
     let batches = stats.batches.fetch_add(1, Ordering::Release) + 1;
     if let Some(seq) = batch.last_seq {
         stats.committed_seq.store(seq, Ordering::Relaxed);
+    }
+    let now = atelier_relay::jetstream::now_us();
+    for time in &batch.commit_times {
+        let micros = u64::try_from(now.saturating_sub(*time)).unwrap_or(0);
+        stats.visibility.0.observe(Duration::from_micros(micros));
+    }
+    if let Some(newest) = batch.commit_times.iter().max() {
+        stats
+            .last_commit_time_us
+            .fetch_max(*newest, Ordering::Relaxed);
     }
     stats.commits.0.send_replace(batches);
     *batch = Batch::default();

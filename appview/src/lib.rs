@@ -25,6 +25,7 @@
 pub mod auth;
 pub mod backfill;
 pub mod error;
+pub mod histogram;
 pub mod index;
 pub mod ingest;
 pub mod labels;

@@ -277,6 +277,35 @@ async fn remix_follow_and_mention_notify_live() {
     let (_, bobs) = get(base, LIST, Some(&token(&bob, LIST).await)).await;
     assert_eq!(bobs["notifications"], json!([]), "nothing happened to bob");
 
+    // Publish-to-visibility and query latency are on /metrics, with observations.
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let count = |prefix: &str| -> u64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("{prefix} missing from:\n{metrics}"))
+    };
+    assert!(
+        count("atelier_appview_visibility_seconds_count ") >= 3,
+        "{metrics}"
+    );
+    assert!(
+        count(
+            "atelier_appview_query_seconds_count{route=\"/xrpc/computer.aesthetic.feed.getRecord\"}"
+        ) >= 1,
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("atelier_appview_ingest_lag_seconds "),
+        "{metrics}"
+    );
+
     // Refusals, with XRPC error names.
     let other_audience = alice
         .service_auth("did:web:elsewhere.test", Some(LIST))

@@ -23,6 +23,7 @@ use tracing::{error, info};
 
 use crate::auth::ServiceAuth;
 use crate::error::AppViewError;
+use crate::histogram::{Histogram, QUERY_BUCKETS};
 use crate::ingest::{self, IngestConfig, IngestStats};
 use crate::labels::{LabelStats, LabelSyncConfig};
 use crate::store::{AnyStore, StoreLocation};
@@ -77,6 +78,38 @@ pub(crate) struct Shared {
     pub(crate) auth: ServiceAuth,
     /// Becomes true when the service stops (live streams end).
     pub(crate) stop: watch::Receiver<bool>,
+    /// Query latency by route.
+    pub(crate) query_times: QueryTimes,
+}
+
+/// Query handling time per route, for `/metrics`.
+#[derive(Debug, Default)]
+pub(crate) struct QueryTimes(std::sync::Mutex<std::collections::BTreeMap<String, Arc<Histogram>>>);
+
+impl QueryTimes {
+    pub(crate) fn observe(&self, route: &str, took: std::time::Duration) {
+        let histogram = match self.0.lock() {
+            Ok(mut routes) => Arc::clone(
+                routes
+                    .entry(route.to_owned())
+                    .or_insert_with(|| Arc::new(Histogram::new(QUERY_BUCKETS))),
+            ),
+            Err(_) => return,
+        };
+        histogram.observe(took);
+    }
+
+    pub(crate) fn snapshot(&self) -> Vec<(String, Arc<Histogram>)> {
+        self.0
+            .lock()
+            .map(|routes| {
+                routes
+                    .iter()
+                    .map(|(r, h)| (r.clone(), Arc::clone(h)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }
 
 /// Runs the AppView on `listener` until `shutdown` completes (or ingest fails), then
@@ -150,6 +183,7 @@ pub async fn run(
         cache: cache::ResponseCache::new(config.response_cache_bytes),
         auth: ServiceAuth::new(resolver, config.service_did.clone()),
         stop: stop_rx.clone(),
+        query_times: QueryTimes::default(),
     });
     let app = xrpc::router(shared);
     let addr = listener.local_addr().ok();

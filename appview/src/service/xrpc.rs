@@ -57,6 +57,11 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(&shared),
             cached,
+        ))
+        // Outside the cache, so hits are timed too.
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            timed,
         ));
     // Per-viewer answers: never cached.
     let per_viewer = Router::new()
@@ -549,5 +554,52 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
             );
         }
     }
+    let newest = s.last_commit_time_us.load(Ordering::Relaxed);
+    let lag = if newest > 0 {
+        (atelier_relay::jetstream::now_us() - newest).max(0) as f64 / 1e6
+    } else {
+        0.0
+    };
+    let _ = writeln!(
+        out,
+        "# HELP atelier_appview_ingest_lag_seconds Now minus the time of the newest commit indexed (0 before the first).
+         # TYPE atelier_appview_ingest_lag_seconds gauge
+atelier_appview_ingest_lag_seconds {lag:.3}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP atelier_appview_visibility_seconds Publish to visibility: a commit's time to the commit of the batch that indexed it.
+         # TYPE atelier_appview_visibility_seconds histogram"
+    );
+    s.visibility
+        .0
+        .render(&mut out, "atelier_appview_visibility_seconds", "");
+    let _ = writeln!(
+        out,
+        "# HELP atelier_appview_query_seconds Query handling time by route (response cache hits included).
+         # TYPE atelier_appview_query_seconds histogram"
+    );
+    for (route, histogram) in shared.query_times.snapshot() {
+        histogram.render(
+            &mut out,
+            "atelier_appview_query_seconds",
+            &format!("route=\"{route}\""),
+        );
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// Times every query by its route.
+async fn timed(
+    State(shared): State<Arc<Shared>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    // A route layer runs only for matched routes, none of which has path parameters:
+    // the path is the route, a bounded set of series.
+    let route = request.uri().path().to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    shared.query_times.observe(&route, started.elapsed());
+    response
 }
