@@ -66,6 +66,8 @@ pub struct Profile {
     pub record: Value,
 }
 
+pub use atelier_relay::sync::verify::AccountState;
+
 /// A change to the index, applied in stream order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
@@ -128,6 +130,9 @@ pub enum Change {
         /// `takendown`, `suspended`, `deleted`, `deactivated`, ...
         status: Option<String>,
     },
+    /// The sync layer's verification state of these accounts after the batch's commits
+    /// (one per account, the latest), stored so verification continues after a restart.
+    SyncStates(Vec<(String, AccountState)>),
 }
 
 /// A record kept out of the index, and why.

@@ -177,8 +177,10 @@ struct Batch {
     rejected: Vec<Rejected>,
     last_seq: Option<i64>,
     events: usize,
-    /// The commit times (unix microseconds) of the batch's commits that carried records.
+    /// The commit times (unix microseconds) of the batch's commits.
     commit_times: Vec<i64>,
+    /// Each account's verification state after the batch's last commit for it.
+    sync_states: BTreeMap<String, crate::index::AccountState>,
 }
 
 /// Follows `config.source` into `store` until `shutdown` completes; the last batch is
@@ -207,6 +209,8 @@ pub async fn run<S: Store>(
     let (guard, resolver) =
         identity(&config.plc_url, config.allow_loopback).map_err(source_error)?;
     let mut sync = SyncConfig::new(client, resolver, Some(guard));
+    // Verification continues from where it stood when the last batch committed.
+    sync.accounts = store.sync_states().await?.into_iter().collect();
     if config.trusted {
         sync.mode = VerifyMode::Trusted;
     }
@@ -246,10 +250,13 @@ pub async fn run<S: Store>(
         if let Some(seq) = event_seq(&ev) {
             batch.last_seq = Some(batch.last_seq.map_or(seq, |s| s.max(seq)));
         }
-        if let SyncEvent::Commit(c) = &ev
-            && let Ok(time) = crate::labels::label::datetime_micros(&c.time)
-        {
-            batch.commit_times.push(time);
+        if let SyncEvent::Commit(c) = &ev {
+            if let Ok(time) = crate::labels::label::datetime_micros(&c.time) {
+                batch.commit_times.push(time);
+            }
+            if let Some(state) = c.state {
+                batch.sync_states.insert(c.did.clone(), state);
+            }
         }
         indexer.event(&ev, &mut batch.changes, &mut batch.rejected);
         stats.events.fetch_add(1, Ordering::Relaxed);
@@ -277,6 +284,10 @@ async fn commit<S: Store>(
         return Ok(());
     }
     let cursor = batch.last_seq.map(|seq| (config.source.as_str(), seq));
+    if !batch.sync_states.is_empty() {
+        let states = std::mem::take(&mut batch.sync_states).into_iter().collect();
+        batch.changes.push(Change::SyncStates(states));
+    }
     let applied = store.apply(&batch.changes, cursor).await?;
     for r in &batch.rejected {
         warn!(uri = %r.uri, reason = r.reason, detail = %r.detail, "record kept out of the index");

@@ -405,7 +405,35 @@ async fn pds_to_index(location: StoreLocation) {
     expected.sort();
     assert_eq!(store.record_cids().await.expect("cids"), expected);
 
+    // The verifier's state is stored with the rows: each account at its latest commit
+    // (the next start verifies its next commit against it).
     ingest.stop().await;
+    let states: std::collections::HashMap<String, _> = store
+        .sync_states()
+        .await
+        .expect("states")
+        .into_iter()
+        .collect();
+    for account in [&alice, &bob] {
+        let latest: Value = reqwest::get(format!(
+            "{}/xrpc/com.atproto.sync.getLatestCommit?did={}",
+            sandbox.pds_url(),
+            account.did
+        ))
+        .await
+        .expect("getLatestCommit")
+        .json()
+        .await
+        .expect("JSON");
+        let rev = latest["rev"].as_str().expect("rev");
+        let state = states.get(&account.did).expect("a stored state");
+        assert_eq!(
+            atelier_appview::relay::sync::verify::format_tid(state.rev),
+            rev,
+            "{}",
+            account.did
+        );
+    }
     store.close().await;
     sandbox.shutdown().await;
 }

@@ -74,6 +74,7 @@ on_both_backends!(
     snapshots_replace_an_actor_unless_the_stream_is_ahead,
     search_and_following,
     labels_hide_warn_negate_expire,
+    verification_states_round_trip_with_their_batch,
 );
 
 fn row(did: &str, collection: &str, rkey: &str, cid: &str, when: &str) -> RecordRow {
@@ -183,6 +184,57 @@ async fn cursor_moves_with_its_batch_and_survives_reopen(fixture: Fixture) {
     assert_eq!(store.cursor("ws://x").await.expect("cursor"), Some(42));
     assert_eq!(store.cursor("ws://y").await.expect("cursor"), Some(7));
     assert_eq!(store.record_cids().await.expect("cids").len(), 1);
+}
+
+async fn verification_states_round_trip_with_their_batch(fixture: Fixture) {
+    use atelier_appview::index::AccountState;
+    use atelier_appview::relay::sync::mst::DagCid;
+    use atelier_appview::relay::sync::verify::SyncStatus;
+    let state = |n: u8, rev: u64, status| AccountState {
+        rev,
+        data: DagCid::of_block(&[n]),
+        commit: DagCid::of_block(&[n, n]),
+        status,
+    };
+    {
+        let store = fixture.open().await;
+        assert!(store.sync_states().await.expect("states").is_empty());
+        store
+            .apply(
+                &[Change::SyncStates(vec![
+                    (A.to_owned(), state(1, 10, SyncStatus::Synchronized)),
+                    (B.to_owned(), state(2, 20, SyncStatus::Desynchronized)),
+                ])],
+                Some(("ws://x", 1)),
+            )
+            .await
+            .expect("apply");
+        // A later batch replaces A's state.
+        store
+            .apply(
+                &[Change::SyncStates(vec![(
+                    A.to_owned(),
+                    state(3, u64::MAX >> 2, SyncStatus::InProgress),
+                )])],
+                Some(("ws://x", 2)),
+            )
+            .await
+            .expect("apply");
+        store.close().await;
+    }
+    let store = fixture.open().await;
+    let mut states = store.sync_states().await.expect("states");
+    states.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        states,
+        [
+            (
+                A.to_owned(),
+                state(3, u64::MAX >> 2, SyncStatus::InProgress)
+            ),
+            (B.to_owned(), state(2, 20, SyncStatus::Desynchronized)),
+        ]
+    );
 }
 
 async fn inactive_accounts_are_hidden_and_come_back(fixture: Fixture) {

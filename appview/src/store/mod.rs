@@ -140,6 +140,18 @@ pub struct NotificationPage {
 /// DID) out of every query: the reference AppView's takedown-like behaviour labels.
 pub const HIDING_LABELS: &[&str] = &["!hide", "!takedown", "!suspend"];
 
+/// A [`SyncStatus`](atelier_relay::sync::verify::SyncStatus) from its stored name.
+pub(crate) fn parse_sync_status(name: &str) -> Option<atelier_relay::sync::verify::SyncStatus> {
+    use atelier_relay::sync::verify::SyncStatus;
+    [
+        SyncStatus::Synchronized,
+        SyncStatus::Desynchronized,
+        SyncStatus::InProgress,
+    ]
+    .into_iter()
+    .find(|s| s.as_str() == name)
+}
+
 /// The index store the ingester writes and the API reads.
 pub trait Store: Send + Sync + 'static {
     /// Applies `changes` in order and moves `source`'s cursor to `seq`, atomically.
@@ -259,6 +271,12 @@ pub trait Store: Send + Sync + 'static {
         &self,
         source: &str,
     ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
+
+    /// Every account's stored verification state ([`Change::SyncStates`]), for the sync
+    /// layer to start from.
+    fn sync_states(
+        &self,
+    ) -> impl Future<Output = Result<Vec<(String, crate::index::AccountState)>, StoreError>> + Send;
 
     /// The labels in force at `now_us` on any of `subjects` (record URIs or DIDs) from the
     /// configured sources: not negated, not expired; ordered by subject, source and value.
@@ -526,6 +544,10 @@ impl Store for AnyStore {
 
     async fn label_cursor(&self, source: &str) -> Result<Option<i64>, StoreError> {
         forward!(self.label_cursor(source))
+    }
+
+    async fn sync_states(&self) -> Result<Vec<(String, crate::index::AccountState)>, StoreError> {
+        forward!(self.sync_states())
     }
 
     async fn labels_on(

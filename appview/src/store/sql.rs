@@ -114,6 +114,7 @@ macro_rules! sql_store {
                     .execute(&mut **tx)
                     .await?;
                 }
+                Change::SyncStates(states) => upsert_sync_states(tx, states).await?,
                 Change::Account {
                     did,
                     active,
@@ -170,6 +171,32 @@ macro_rules! sql_store {
                 q.push(
                     " ON CONFLICT (did) DO UPDATE SET repo_rev = excluded.repo_rev \
                      WHERE actors.repo_rev IS NULL OR actors.repo_rev < excluded.repo_rev",
+                );
+                q.build().execute(&mut **tx).await?;
+            }
+            Ok(())
+        }
+
+        /// Stores accounts' verification states (each replaces the account's last).
+        async fn upsert_sync_states(
+            tx: &mut Transaction<'_, Db>,
+            states: &[(String, crate::index::AccountState)],
+        ) -> Result<(), StoreError> {
+            for chunk in states.chunks(crate::store::RECORD_CHUNK) {
+                let mut q = sqlx::QueryBuilder::<Db>::new(
+                    "INSERT INTO sync_state (did, rev, data_cid, commit_cid, status) ",
+                );
+                q.push_values(chunk, |mut b, (did, state)| {
+                    b.push_bind(did.as_str())
+                        .push_bind(i64::try_from(state.rev).unwrap_or(i64::MAX))
+                        .push_bind(state.data.bytes().to_vec())
+                        .push_bind(state.commit.bytes().to_vec())
+                        .push_bind(state.status.as_str());
+                });
+                q.push(
+                    " ON CONFLICT (did) DO UPDATE SET rev = excluded.rev, \
+                     data_cid = excluded.data_cid, commit_cid = excluded.commit_cid, \
+                     status = excluded.status",
                 );
                 q.build().execute(&mut **tx).await?;
             }
@@ -1049,6 +1076,40 @@ macro_rules! sql_store {
                 .await?;
                 tx.commit().await?;
                 Ok(stored)
+            }
+
+            async fn sync_states(
+                &self,
+            ) -> Result<Vec<(String, crate::index::AccountState)>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT did, rev, data_cid, commit_cid, status FROM sync_state",
+                )
+                .fetch_all(&self.readers)
+                .await?;
+                rows.iter()
+                    .map(|row| {
+                        let did: String = row.try_get("did")?;
+                        let bad = |column: &str| StoreError::Corrupt {
+                            what: "sync_state",
+                            detail: format!("{did}: {column}"),
+                        };
+                        let cid = |column: &str| -> Result<_, StoreError> {
+                            let bytes: Vec<u8> = row.try_get(column)?;
+                            atelier_relay::sync::mst::DagCid::from_bytes(&bytes)
+                                .ok_or_else(|| bad(column))
+                        };
+                        let status: String = row.try_get("status")?;
+                        let state = crate::index::AccountState {
+                            rev: u64::try_from(row.try_get::<i64, _>("rev")?)
+                                .map_err(|_| bad("rev"))?,
+                            data: cid("data_cid")?,
+                            commit: cid("commit_cid")?,
+                            status: crate::store::parse_sync_status(&status)
+                                .ok_or_else(|| bad("status"))?,
+                        };
+                        Ok((did, state))
+                    })
+                    .collect()
             }
 
             async fn label_cursor(&self, source: &str) -> Result<Option<i64>, StoreError> {
