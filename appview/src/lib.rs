@@ -29,6 +29,7 @@ pub mod histogram;
 pub mod index;
 pub mod ingest;
 pub mod labels;
+pub mod oauth;
 pub mod safety;
 pub mod service;
 pub mod store;
