@@ -26,10 +26,10 @@
 
 pub mod audit;
 mod cursors;
-pub mod stats;
 mod effects;
 pub mod queue;
 mod reports;
+pub mod stats;
 
 pub(crate) use effects::StateChange;
 
