@@ -12,7 +12,10 @@
 mod cache;
 mod notifications;
 mod page;
+mod signin;
 mod xrpc;
+
+pub use signin::{CALLBACK_PATH, OAuthServiceConfig};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -43,6 +46,9 @@ pub struct AppViewConfig {
     /// The labelers whose labels apply to what the AppView serves (label sync); no
     /// sources by default.
     pub labels: LabelSyncConfig,
+    /// Sign-in with ATProto OAuth (the `/login`, `/oauth/callback`, `/account` and
+    /// `/logout` pages); `None` (the default) serves no sign-in routes.
+    pub oauth: Option<OAuthServiceConfig>,
 }
 
 /// The AppView's DID when the configuration names none (`did:web` of its hostname is
@@ -61,6 +67,7 @@ impl AppViewConfig {
             response_cache_bytes: DEFAULT_RESPONSE_CACHE_BYTES,
             service_did: DEFAULT_SERVICE_DID.to_owned(),
             labels: LabelSyncConfig::default(),
+            oauth: None,
         }
     }
 }
@@ -80,6 +87,8 @@ pub(crate) struct Shared {
     pub(crate) stop: watch::Receiver<bool>,
     /// Query latency by route.
     pub(crate) query_times: QueryTimes,
+    /// The OAuth client and session store, when sign-in is configured.
+    pub(crate) signin: Option<Arc<signin::SignIn>>,
 }
 
 /// Query handling time per route, for `/metrics`.
@@ -175,6 +184,20 @@ pub async fn run(
             source_url: plc_url.clone(),
             reason,
         })?;
+    let signin = match &config.oauth {
+        Some(oauth) => Some(Arc::new(
+            signin::SignIn::open(oauth)
+                .await
+                .map_err(|e| AppViewError::Serve(format!("sign-in: {e}")))?,
+        )),
+        None => None,
+    };
+    let cleanup_task = signin.as_ref().map(|signin| {
+        tokio::spawn(signin::clean_up(
+            Arc::clone(signin),
+            stopped(stop_rx.clone()),
+        ))
+    });
     let shared = Arc::new(Shared {
         store: Arc::clone(&store),
         stats,
@@ -184,6 +207,7 @@ pub async fn run(
         auth: ServiceAuth::new(resolver, config.service_did.clone()),
         stop: stop_rx.clone(),
         query_times: QueryTimes::default(),
+        signin: signin.clone(),
     });
     let app = xrpc::router(shared);
     let addr = listener.local_addr().ok();
@@ -212,6 +236,12 @@ pub async fn run(
         Ok(Ok(())) => {}
         Ok(Err(e)) => error!(error = %e, "label sync failed"),
         Err(e) => error!(error = %e, "label sync task failed"),
+    }
+    if let Some(task) = cleanup_task {
+        let _ = task.await;
+    }
+    if let Some(signin) = &signin {
+        signin.sessions.close().await;
     }
     store.close().await;
     served.map_err(|e| AppViewError::Serve(e.to_string()))?;

@@ -85,11 +85,16 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             &format!("/xrpc/{}", notifications::SUBSCRIBE),
             get(notifications::subscribe),
         );
+    let signin = match &shared.signin {
+        Some(signin) => super::signin::routes(Arc::clone(signin)),
+        None => Router::new(),
+    };
     Router::new()
         .route("/xrpc/_health", get(health))
         .route("/metrics", get(metrics))
         .merge(queries)
         .merge(per_viewer)
+        .merge(signin)
         .with_state(shared)
 }
 

@@ -1,0 +1,413 @@
+//! The sign-in pages end to end: the AppView service (`service::run`) with sign-in
+//! configured, against the real reference PDS (with a real PLC), on loopback.
+//!
+//! The browser is played by plain HTTP requests without redirect following, cookies
+//! carried by hand: the AppView's `/login` form, the PDS's sign-in page and UI API (as in
+//! `oauth_pds.rs`), the redirect back to `/oauth/callback`, `/account` and `/logout`.
+//!
+//! What this proves:
+//! - `POST /login` answers 303 to the PDS's authorize URL; after the user signs in and
+//!   consents there, the callback sets `atelier_session` (HttpOnly, SameSite=Lax, Path=/,
+//!   not Secure on http) and sends the browser to `/account`, which shows the DID;
+//! - `POST /login` without the CSRF token, or from another origin, is refused with 403;
+//! - an unknown handle is reported on the login page in plain words;
+//! - `POST /logout` clears the cookie, `/account` then sends the browser to `/login`, and
+//!   the session row is marked signed out.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use atelier_appview::relay::sync::ssrf::StaticDns;
+use atelier_appview::service::{self, AppViewConfig, OAuthServiceConfig};
+use atelier_appview::store::StoreLocation;
+use atelier_sandbox::Sandbox;
+use serde_json::{Value, json};
+
+const SCOPE: &str = "atproto repo:computer.aesthetic.mood";
+const API: &str = "/@atproto/oauth-provider/~api";
+
+/// Cookies by name, as the PDS last set them.
+#[derive(Default)]
+struct Jar(Vec<(String, String)>);
+
+impl Jar {
+    fn absorb(&mut self, response: &reqwest::Response) {
+        for value in response.headers().get_all(reqwest::header::SET_COOKIE) {
+            let text = value.to_str().expect("cookie is text");
+            let pair = text.split(';').next().expect("cookie pair");
+            let (name, value) = pair.split_once('=').expect("name=value");
+            self.0.retain(|(n, _)| n != name);
+            self.0
+                .push((name.trim().to_owned(), value.trim().to_owned()));
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn header(&self) -> String {
+        self.0
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// Plays the user at the PDS's sign-in page: opens `authorize_url`, signs in as
+/// `handle`/`password`, consents, follows the PDS's redirect endpoint, and returns where
+/// it sends the browser (the client's redirect URI with the code).
+async fn sign_in_as_user(authorize_url: &str, handle: &str, password: &str, did: &str) -> String {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let page = url::Url::parse(authorize_url).unwrap();
+    let origin = page.origin().ascii_serialization();
+    let mut jar = Jar::default();
+
+    let response = http
+        .get(authorize_url)
+        .header("sec-fetch-site", "none")
+        .header("sec-fetch-mode", "navigate")
+        .header("sec-fetch-dest", "document")
+        .header("user-agent", "atelier-test")
+        .send()
+        .await
+        .unwrap();
+    jar.absorb(&response);
+    let status = response.status();
+    let html = response.text().await.unwrap();
+    assert!(
+        status.is_success(),
+        "authorize page: {status}: {}",
+        &html[..html.len().min(500)]
+    );
+    let csrf = jar
+        .get("csrf-token")
+        .expect("the page sets a CSRF cookie")
+        .to_owned();
+
+    let api = |path: &str, jar: &Jar, body: Value| {
+        http.post(format!("{origin}{API}{path}"))
+            .header("sec-fetch-site", "same-origin")
+            .header("sec-fetch-mode", "same-origin")
+            .header("sec-fetch-dest", "empty")
+            .header("origin", &origin)
+            .header("referer", authorize_url)
+            .header("user-agent", "atelier-test")
+            .header("x-csrf-token", &csrf)
+            .header("cookie", jar.header())
+            .json(&body)
+            .send()
+    };
+
+    let response = api(
+        "/sign-in",
+        &jar,
+        json!({"locale": "en", "username": handle, "password": password, "remember": true}),
+    )
+    .await
+    .unwrap();
+    jar.absorb(&response);
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert!(status.is_success(), "sign-in: {status}: {body}");
+    assert_eq!(body["account"]["did"], did, "{body}");
+
+    let response = api("/consent", &jar, json!({"did": did})).await.unwrap();
+    jar.absorb(&response);
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert!(status.is_success(), "consent: {status}: {body}");
+    let url = body["url"].as_str().expect("consent gives the redirect");
+
+    // The page then navigates to that URL, the PDS's redirect endpoint, which sends the
+    // browser on to the client's redirect URI.
+    let response = http
+        .get(url)
+        .header("sec-fetch-site", "same-origin")
+        .header("sec-fetch-mode", "navigate")
+        .header("sec-fetch-dest", "document")
+        .header("referer", authorize_url)
+        .header("user-agent", "atelier-test")
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let location = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    match location {
+        Some(location) if status.is_redirection() => location,
+        _ => panic!(
+            "redirect endpoint: {status}: {}",
+            response.text().await.unwrap_or_default()
+        ),
+    }
+}
+
+/// The `Set-Cookie` header that sets `name`, whole.
+fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(str::to_owned)
+}
+
+fn location(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The value of the login form's hidden CSRF field.
+fn csrf_field(html: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = html.find(marker).expect("the form has a csrf field") + marker.len();
+    let end = html[start..].find('"').expect("closing quote");
+    html[start..start + end].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_pages_against_the_pds() {
+    tokio::time::timeout(Duration::from_secs(180), run())
+        .await
+        .expect("the sign-in scenario finishes within 3 minutes");
+}
+
+async fn run() {
+    let sandbox = Sandbox::start().await.expect("sandbox (PLC + PDS) starts");
+    let account = sandbox.create_account("carol").await.expect("account");
+
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("oauth_token_key");
+    std::fs::write(&key_file, "42".repeat(32)).unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let session_db = dir.path().join("sessions.sqlite");
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let dns = StaticDns::new()
+        .with_ip("localhost", IpAddr::V4(Ipv4Addr::LOCALHOST))
+        .with_txt(
+            &format!("_atproto.{}", account.handle),
+            &format!("did={}", account.did),
+        );
+    let mut oauth =
+        OAuthServiceConfig::new(&base, SCOPE, session_db.clone(), "k1", key_file.clone());
+    oauth.plc_url = sandbox.plc_url().to_owned();
+    oauth.allow_loopback = true;
+    oauth.dns = Some(Arc::new(dns));
+    let mut config =
+        AppViewConfig::new(StoreLocation::Sqlite(dir.path().join("index.sqlite")), None);
+    config.oauth = Some(oauth);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let appview = tokio::spawn(service::run(config, listener, async move {
+        let _ = stopped.await;
+    }));
+
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let mut jar = Jar::default();
+
+    // The login page sets the CSRF cookie and repeats it in the form.
+    let response = http.get(format!("{base}/login")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let csrf_cookie = set_cookie(&response, "atelier_csrf").expect("a CSRF cookie");
+    assert!(csrf_cookie.contains("HttpOnly"), "{csrf_cookie}");
+    jar.absorb(&response);
+    let html = response.text().await.unwrap();
+    let csrf = csrf_field(&html);
+    assert_eq!(jar.get("atelier_csrf"), Some(csrf.as_str()));
+
+    let post_login = |jar: &Jar, origin: Option<&str>, form: &[(&str, &str)]| {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let mut request = http
+            .post(format!("{base}/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", jar.header())
+            .body(body);
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        request.send()
+    };
+
+    // CSRF: no token, a wrong token, another origin: refused.
+    for (origin, form) in [
+        (
+            Some(base.as_str()),
+            vec![("handle", account.handle.as_str())],
+        ),
+        (
+            Some(base.as_str()),
+            vec![("handle", account.handle.as_str()), ("csrf", "wrong")],
+        ),
+        (
+            Some("http://evil.example"),
+            vec![("handle", account.handle.as_str()), ("csrf", csrf.as_str())],
+        ),
+    ] {
+        let response = post_login(&jar, origin, &form).await.unwrap();
+        assert_eq!(response.status(), 403, "{origin:?} {form:?}");
+    }
+
+    // An unknown handle: said in plain words on the page.
+    let response = post_login(
+        &jar,
+        Some(&base),
+        &[("handle", "nobody.test"), ("csrf", &csrf)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 400);
+    let html = response.text().await.unwrap();
+    assert!(
+        html.contains("We could not find an account with the handle “nobody.test”"),
+        "{html}"
+    );
+
+    // Sign in: 303 to the PDS, the user there, back to the callback.
+    let response = post_login(
+        &jar,
+        Some(&base),
+        &[("handle", &account.handle), ("csrf", &csrf)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 303);
+    let authorize_url = location(&response);
+    assert!(
+        authorize_url.starts_with(sandbox.pds_url()) && authorize_url.contains("request_uri="),
+        "{authorize_url} (PDS {})",
+        sandbox.pds_url()
+    );
+    let redirect = sign_in_as_user(
+        &authorize_url,
+        &account.handle,
+        &account.password,
+        &account.did,
+    )
+    .await;
+    assert!(
+        redirect.starts_with(&format!("{base}/oauth/callback?")),
+        "{redirect}"
+    );
+    let response = http
+        .get(&redirect)
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(location(&response), "/account");
+    let session_cookie = set_cookie(&response, "atelier_session").expect("a session cookie");
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(session_cookie.contains(attribute), "{session_cookie}");
+    }
+    assert!(
+        !session_cookie.contains("Secure"),
+        "plain http: {session_cookie}"
+    );
+    jar.absorb(&response);
+    assert!(jar.get("atelier_session").is_some_and(|v| !v.is_empty()));
+
+    // The callback cannot be replayed.
+    let response = http.get(&redirect).send().await.unwrap();
+    assert_eq!(response.status(), 400);
+
+    // The account page.
+    let response = http
+        .get(format!("{base}/account"))
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let html = response.text().await.unwrap();
+    assert!(html.contains(&account.did), "{html}");
+    assert!(html.contains(&format!("@{}", account.handle)), "{html}");
+    assert!(html.contains("repo:computer.aesthetic.mood"), "{html}");
+    assert!(html.contains("action=\"/logout\""), "{html}");
+
+    // Sign-out: CSRF applies too; then the cookie is cleared and the row signed out.
+    let logout = |jar: &Jar, token: &str| {
+        http.post(format!("{base}/logout"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("origin", &base)
+            .header("cookie", jar.header())
+            .body(format!("csrf={token}"))
+            .send()
+    };
+    assert_eq!(logout(&jar, "wrong").await.unwrap().status(), 403);
+    let response = logout(&jar, &csrf).await.unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(location(&response), "/");
+    let cleared = set_cookie(&response, "atelier_session").expect("the cookie is cleared");
+    assert!(
+        cleared.starts_with("atelier_session=;") && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
+    let old = jar.header();
+    jar.absorb(&response);
+    assert_eq!(jar.get("atelier_session"), Some(""));
+    let response = http
+        .get(format!("{base}/account"))
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(location(&response), "/login");
+    // The old cookie no longer works either.
+    let response = http
+        .get(format!("{base}/account"))
+        .header("cookie", old)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(location(&response), "/login");
+
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", session_db.display()))
+        .await
+        .unwrap();
+    let (sessions, revoked): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COUNT(revoked_at) FROM oauth_session WHERE kind = 'session'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((sessions, revoked), (1, 1), "the session row is signed out");
+    pool.close().await;
+
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), appview)
+        .await
+        .expect("the AppView stops")
+        .expect("the AppView task")
+        .expect("the AppView stops cleanly");
+    sandbox.shutdown().await;
+}
