@@ -6,35 +6,29 @@
 //!   attributes, forms without a token or from another origin, sessions across a restart;
 //! - and through the real `atelier admin` commands.
 //!
-//! The DevTools client is the few dozen lines of [`Browser`], over the WebSocket client
-//! the other tests use already: the console needs navigation, script evaluation and
-//! screenshots, not a full CDP binding and its dependencies. Chromium must be installed
+//! The DevTools client is [`Browser`] in `support/browser.rs`. Chromium must be installed
 //! (`./install.sh --dev` installs Debian's `chromium`); without it the browser test fails.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::process::Stdio;
 use std::time::Duration;
 
 use atelier_control::admin::{
     self, AdminError, AdminServiceConfig, LoginLimits, SessionPolicy, UserStore,
 };
 use atelier_control::config::{BootstrapUser, Role};
-use futures_util::{SinkExt, StreamExt};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use tempfile::TempDir;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::Message;
 
 mod support;
 
 use support::agent::{Agent, between};
+use support::browser::Browser;
 
 /// The longest any single step may take (a page load, a request, a server stop).
 const WAIT: Duration = Duration::from_secs(20);
@@ -103,7 +97,7 @@ impl Console {
     async fn start_with_public(config: AdminServiceConfig, public: axum::Router) -> Console {
         let state = admin::AdminState::open(&config).await.expect("open");
         Console::spawn(|listener, shutdown| {
-            admin::serve_with_public(state, axum::Router::new(), public, listener, shutdown)
+            admin::serve_with_public(state, admin::accounts_pages(), public, listener, shutdown)
         })
         .await
     }
@@ -146,251 +140,9 @@ impl Console {
     }
 }
 
-// ---- the DevTools protocol ----
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// Headless Chromium with one page, driven over the DevTools protocol.
-struct Browser {
-    socket: Socket,
-    /// The page's DevTools session (commands are sent to the browser endpoint, flattened).
-    session: String,
-    next_id: u64,
-    /// Killed on drop, before its profile directory is removed.
-    _child: tokio::process::Child,
-    _profile: TempDir,
-    screenshots: PathBuf,
-}
-
-impl Browser {
-    async fn launch() -> Browser {
-        let profile = tempfile::tempdir().expect("profile dir");
-        let mut child = tokio::process::Command::new("chromium")
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--window-size=1280,900",
-                "--remote-debugging-port=0",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg("about:blank")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|err| {
-                panic!(
-                    "cannot start `chromium` ({err}): this test needs Debian's chromium \
-                     package, which `./install.sh --dev` installs"
-                )
-            });
-        let stderr = child.stderr.take().expect("stderr");
-        let mut lines = BufReader::new(stderr).lines();
-        let endpoint = tokio::time::timeout(WAIT, async {
-            while let Some(line) = lines.next_line().await.expect("chromium's stderr") {
-                if let Some(url) = line.strip_prefix("DevTools listening on ") {
-                    return url.trim().to_owned();
-                }
-            }
-            panic!("chromium exited without a DevTools endpoint")
-        })
-        .await
-        .expect("chromium starts in time");
-        // Keep reading Chromium's log, so a full pipe never blocks it.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let (socket, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(&endpoint))
-            .await
-            .expect("DevTools connects in time")
-            .expect("DevTools connects");
-        let screenshots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("admin-console");
-        std::fs::create_dir_all(&screenshots).expect("screenshot dir");
-        let mut browser = Browser {
-            socket,
-            session: String::new(),
-            next_id: 0,
-            _child: child,
-            _profile: profile,
-            screenshots,
-        };
-        let target = browser
-            .call("Target.createTarget", json!({ "url": "about:blank" }))
-            .await;
-        let attached = browser
-            .call(
-                "Target.attachToTarget",
-                json!({ "targetId": target["targetId"], "flatten": true }),
-            )
-            .await;
-        browser.session = attached["sessionId"]
-            .as_str()
-            .expect("a session id")
-            .to_owned();
-        browser
-    }
-
-    /// Sends a command (to the page once attached) and returns its result.
-    async fn call(&mut self, method: &str, params: Value) -> Value {
-        self.next_id += 1;
-        let id = self.next_id;
-        let mut message = json!({ "id": id, "method": method, "params": params });
-        if !self.session.is_empty() {
-            message["sessionId"] = json!(self.session);
-        }
-        self.socket
-            .send(Message::text(message.to_string()))
-            .await
-            .expect("send to DevTools");
-        let answer = tokio::time::timeout(WAIT, async {
-            loop {
-                let frame = self
-                    .socket
-                    .next()
-                    .await
-                    .expect("DevTools open")
-                    .expect("DevTools frame");
-                let Message::Text(text) = frame else { continue };
-                let value: Value = serde_json::from_str(&text).expect("DevTools JSON");
-                // Events (no id) and other answers are not this command's.
-                if value["id"] == json!(id) {
-                    return value;
-                }
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("DevTools answers {method} in time"));
-        if let Some(error) = answer.get("error") {
-            panic!("DevTools {method} failed: {error}");
-        }
-        answer["result"].clone()
-    }
-
-    /// Evaluates `expression` in the page; its value, or `None` if it threw (a page being
-    /// replaced throws).
-    async fn eval(&mut self, expression: &str) -> Option<Value> {
-        let result = self
-            .call(
-                "Runtime.evaluate",
-                json!({ "expression": expression, "returnByValue": true }),
-            )
-            .await;
-        if result.get("exceptionDetails").is_some() {
-            return None;
-        }
-        Some(result["result"]["value"].clone())
-    }
-
-    async fn text(&mut self, selector: &str) -> String {
-        let expression = format!(
-            "document.querySelector({})?.textContent ?? ''",
-            json!(selector)
-        );
-        let value = self.eval(&expression).await.unwrap_or_default();
-        value.as_str().unwrap_or_default().trim().to_owned()
-    }
-
-    async fn path(&mut self) -> String {
-        let value = self.eval("location.pathname").await.unwrap_or_default();
-        value.as_str().unwrap_or_default().to_owned()
-    }
-
-    /// Marks the current document, so [`Browser::wait_for_new_page`] can tell its
-    /// successor apart even at the same address.
-    async fn mark_page(&mut self) {
-        self.eval("window.__replaced = true").await;
-    }
-
-    /// Waits until a new document (not the marked one) has loaded.
-    async fn wait_for_new_page(&mut self) {
-        let loaded = "document.readyState === 'complete' && window.__replaced !== true";
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while self.eval(loaded).await != Some(json!(true)) {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the page loads in time"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn goto(&mut self, url: &str) {
-        self.mark_page().await;
-        let result = self.call("Page.navigate", json!({ "url": url })).await;
-        assert!(
-            result.get("errorText").is_none(),
-            "navigating to {url}: {result}"
-        );
-        self.wait_for_new_page().await;
-    }
-
-    /// Fills the form `form` (a selector) as a person would and clicks its submit button,
-    /// then waits for the answer page.
-    async fn submit(&mut self, form: &str, fields: &[(&str, &str)]) {
-        self.mark_page().await;
-        let fields: BTreeMap<&str, &str> = fields.iter().copied().collect();
-        let script = format!(
-            "(() => {{
-                const form = document.querySelector({form});
-                for (const [name, value] of Object.entries({fields})) {{
-                    form.elements[name].value = value;
-                }}
-                form.querySelector('button[type=submit]').click();
-                return true;
-            }})()",
-            form = json!(form),
-            fields = json!(fields),
-        );
-        assert_eq!(
-            self.eval(&script).await,
-            Some(json!(true)),
-            "submitting {form}"
-        );
-        self.wait_for_new_page().await;
-    }
-
-    async fn click(&mut self, selector: &str) {
-        self.mark_page().await;
-        let script = format!("document.querySelector({}).click(); true", json!(selector));
-        assert_eq!(
-            self.eval(&script).await,
-            Some(json!(true)),
-            "clicking {selector}"
-        );
-        self.wait_for_new_page().await;
-    }
-
-    async fn screenshot(&mut self, name: &str) {
-        let shot = self
-            .call("Page.captureScreenshot", json!({ "format": "png" }))
-            .await;
-        let png = data_encoding::BASE64
-            .decode(shot["data"].as_str().expect("PNG data").as_bytes())
-            .expect("base64");
-        let path = self.screenshots.join(name);
-        std::fs::write(&path, png).expect("write screenshot");
-    }
-
-    async fn sign_in(&mut self, console: &Console, name: &str, password: &str) {
-        self.goto(&console.url("/login")).await;
-        self.submit("#login", &[("name", name), ("password", password)])
-            .await;
-    }
-
-    async fn change_password(&mut self, current: &str, new: &str) {
-        assert_eq!(self.path().await, "/password");
-        self.submit(
-            "#password-form",
-            &[("current", current), ("new", new), ("confirm", new)],
-        )
-        .await;
-    }
+/// Where the browser test's screenshots go.
+fn screenshot_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("admin-console")
 }
 
 // ---- the tests ----
@@ -399,7 +151,7 @@ impl Browser {
 async fn a_moderator_team_uses_the_console_in_a_real_browser() {
     let dir = data_dir();
     let console = Console::start(config(dir.path())).await;
-    let mut browser = Browser::launch().await;
+    let mut browser = Browser::launch(screenshot_dir()).await;
 
     // Signed out, the console sends the browser to the sign-in page.
     browser.goto(&console.url("/")).await;
@@ -408,7 +160,9 @@ async fn a_moderator_team_uses_the_console_in_a_real_browser() {
 
     // The bootstrap admin signs in with the secret file's password and must choose a new
     // one before anything else.
-    browser.sign_in(&console, "admin", BOOTSTRAP_PASSWORD).await;
+    browser
+        .sign_in(&console.url(""), "admin", BOOTSTRAP_PASSWORD)
+        .await;
     assert_eq!(browser.path().await, "/password");
     assert!(
         browser
@@ -446,7 +200,7 @@ async fn a_moderator_team_uses_the_console_in_a_real_browser() {
     assert_eq!(browser.path().await, "/login");
 
     // The triage user signs in, chooses a password, and may not manage users.
-    browser.sign_in(&console, "tina", &tina_first).await;
+    browser.sign_in(&console.url(""), "tina", &tina_first).await;
     browser
         .change_password(&tina_first, "tina's own password")
         .await;
@@ -469,7 +223,9 @@ async fn a_moderator_team_uses_the_console_in_a_real_browser() {
     browser.click("#sign-out").await;
 
     // A wrong password gets the plain error; the third in a row locks the account.
-    browser.sign_in(&console, "tina", "not her password").await;
+    browser
+        .sign_in(&console.url(""), "tina", "not her password")
+        .await;
     assert_eq!(browser.path().await, "/login");
     assert_eq!(browser.text("#error").await, "Wrong user name or password.");
     assert_eq!(
@@ -478,8 +234,10 @@ async fn a_moderator_team_uses_the_console_in_a_real_browser() {
         "the name is kept"
     );
     browser.screenshot("06-wrong-password.png").await;
-    browser.sign_in(&console, "tina", "still not it").await;
-    browser.sign_in(&console, "tina", "nor this").await;
+    browser
+        .sign_in(&console.url(""), "tina", "still not it")
+        .await;
+    browser.sign_in(&console.url(""), "tina", "nor this").await;
     let locked = browser.text("#error").await;
     assert_eq!(
         locked,
@@ -490,7 +248,7 @@ async fn a_moderator_team_uses_the_console_in_a_real_browser() {
     // While locked, even the right password is refused (the time left may have ticked
     // down a second).
     browser
-        .sign_in(&console, "tina", "tina's own password")
+        .sign_in(&console.url(""), "tina", "tina's own password")
         .await;
     assert_eq!(browser.path().await, "/login");
     let still = browser.text("#error").await;

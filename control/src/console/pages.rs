@@ -113,7 +113,7 @@ fn now_us() -> i64 {
 
 /// A time as the pages show it (UTC, to the second).
 fn when(us: i64) -> String {
-    let full = format_datetime(us / 1000);
+    let full = format_datetime(us);
     full.get(..19)
         .map_or(full.clone(), |s| format!("{} {}", &s[..10], &s[11..]))
 }
@@ -941,6 +941,12 @@ mod tests {
                 action.name()
             );
         }
+    }
+
+    #[test]
+    fn times_show_in_utc_to_the_second() {
+        let us = crate::labeler::label::datetime_micros("2026-12-06T14:05:09.123Z").unwrap();
+        assert_eq!(when(us), "2026-12-06 14:05:09");
     }
 
     #[test]
