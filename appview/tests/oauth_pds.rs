@@ -31,115 +31,18 @@ use atelier_appview::oauth::{
 use atelier_appview::relay::sync::identity::{Resolver, ResolverConfig};
 use atelier_appview::relay::sync::ssrf::{GuardedClient, SsrfPolicy, StaticDns};
 use atelier_sandbox::Sandbox;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const SCOPE: &str = "atproto repo:computer.aesthetic.mood";
 const REDIRECT: &str = "http://127.0.0.1:8765/oauth/callback";
-const API: &str = "/@atproto/oauth-provider/~api";
 const REF: &str = "6710f0c2a3b4c5d6e7f80912";
 
-/// Cookies by name, as the PDS last set them.
-#[derive(Default)]
-struct Jar(Vec<(String, String)>);
-
-impl Jar {
-    fn absorb(&mut self, response: &reqwest::Response) {
-        for value in response.headers().get_all(reqwest::header::SET_COOKIE) {
-            let text = value.to_str().expect("cookie is text");
-            let pair = text.split(';').next().expect("cookie pair");
-            let (name, value) = pair.split_once('=').expect("name=value");
-            self.0.retain(|(n, _)| n != name);
-            self.0
-                .push((name.trim().to_owned(), value.trim().to_owned()));
-        }
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn header(&self) -> String {
-        self.0
-            .iter()
-            .map(|(n, v)| format!("{n}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-}
-
-/// Plays the user at the PDS's sign-in page: opens `authorize_url`, signs in as
-/// `handle`/`password`, consents, and returns the redirect URL carrying the code.
+/// Plays the user at the PDS's sign-in page (the harness's driver); returns where the
+/// PDS sends the browser afterwards.
 async fn sign_in_as_user(authorize_url: &str, handle: &str, password: &str, did: &str) -> String {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap();
-    let page = url::Url::parse(authorize_url).unwrap();
-    let origin = page.origin().ascii_serialization();
-    let mut jar = Jar::default();
-
-    let response = http
-        .get(authorize_url)
-        .header("sec-fetch-site", "none")
-        .header("sec-fetch-mode", "navigate")
-        .header("sec-fetch-dest", "document")
-        .header("user-agent", "atelier-test")
-        .send()
+    atelier_sandbox::oauth::sign_in_at_authorize_page(authorize_url, handle, password, did)
         .await
-        .unwrap();
-    jar.absorb(&response);
-    let status = response.status();
-    let html = response.text().await.unwrap();
-    assert!(
-        status.is_success(),
-        "authorize page: {status}: {}",
-        &html[..html.len().min(500)]
-    );
-    let csrf = jar
-        .get("csrf-token")
-        .expect("the page sets a CSRF cookie")
-        .to_owned();
-
-    let api = |path: &str, jar: &Jar, body: Value| {
-        http.post(format!("{origin}{API}{path}"))
-            .header("sec-fetch-site", "same-origin")
-            .header("sec-fetch-mode", "same-origin")
-            .header("sec-fetch-dest", "empty")
-            .header("origin", &origin)
-            .header("referer", authorize_url)
-            .header("user-agent", "atelier-test")
-            .header("x-csrf-token", &csrf)
-            .header("cookie", jar.header())
-            .json(&body)
-            .send()
-    };
-
-    let response = api(
-        "/sign-in",
-        &jar,
-        json!({"locale": "en", "username": handle, "password": password, "remember": true}),
-    )
-    .await
-    .unwrap();
-    jar.absorb(&response);
-    let status = response.status();
-    let body: Value = response.json().await.unwrap();
-    assert!(status.is_success(), "sign-in: {status}: {body}");
-    assert_eq!(body["account"]["did"], did, "{body}");
-
-    let response = api("/consent", &jar, json!({"did": did})).await.unwrap();
-    jar.absorb(&response);
-    let status = response.status();
-    let body: Value = response.json().await.unwrap();
-    assert!(status.is_success(), "consent: {status}: {body}");
-    body["url"]
-        .as_str()
-        .expect("consent gives the redirect")
-        .to_owned()
+        .expect("sign-in at the PDS")
 }
 
 fn key(byte: u8) -> Vec<u8> {

@@ -23,12 +23,10 @@ use atelier_appview::relay::sync::ssrf::StaticDns;
 use atelier_appview::service::{self, AppViewConfig, OAuthServiceConfig};
 use atelier_appview::store::StoreLocation;
 use atelier_sandbox::Sandbox;
-use serde_json::{Value, json};
 
 const SCOPE: &str = "atproto repo:computer.aesthetic.mood";
-const API: &str = "/@atproto/oauth-provider/~api";
 
-/// Cookies by name, as the PDS last set them.
+/// Cookies by name, as the server last set them.
 #[derive(Default)]
 struct Jar(Vec<(String, String)>);
 
@@ -60,101 +58,12 @@ impl Jar {
     }
 }
 
-/// Plays the user at the PDS's sign-in page: opens `authorize_url`, signs in as
-/// `handle`/`password`, consents, follows the PDS's redirect endpoint, and returns where
-/// it sends the browser (the client's redirect URI with the code).
+/// Plays the user at the PDS's sign-in page (the harness's driver); returns where the
+/// PDS sends the browser afterwards.
 async fn sign_in_as_user(authorize_url: &str, handle: &str, password: &str, did: &str) -> String {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap();
-    let page = url::Url::parse(authorize_url).unwrap();
-    let origin = page.origin().ascii_serialization();
-    let mut jar = Jar::default();
-
-    let response = http
-        .get(authorize_url)
-        .header("sec-fetch-site", "none")
-        .header("sec-fetch-mode", "navigate")
-        .header("sec-fetch-dest", "document")
-        .header("user-agent", "atelier-test")
-        .send()
+    atelier_sandbox::oauth::sign_in_at_authorize_page(authorize_url, handle, password, did)
         .await
-        .unwrap();
-    jar.absorb(&response);
-    let status = response.status();
-    let html = response.text().await.unwrap();
-    assert!(
-        status.is_success(),
-        "authorize page: {status}: {}",
-        &html[..html.len().min(500)]
-    );
-    let csrf = jar
-        .get("csrf-token")
-        .expect("the page sets a CSRF cookie")
-        .to_owned();
-
-    let api = |path: &str, jar: &Jar, body: Value| {
-        http.post(format!("{origin}{API}{path}"))
-            .header("sec-fetch-site", "same-origin")
-            .header("sec-fetch-mode", "same-origin")
-            .header("sec-fetch-dest", "empty")
-            .header("origin", &origin)
-            .header("referer", authorize_url)
-            .header("user-agent", "atelier-test")
-            .header("x-csrf-token", &csrf)
-            .header("cookie", jar.header())
-            .json(&body)
-            .send()
-    };
-
-    let response = api(
-        "/sign-in",
-        &jar,
-        json!({"locale": "en", "username": handle, "password": password, "remember": true}),
-    )
-    .await
-    .unwrap();
-    jar.absorb(&response);
-    let status = response.status();
-    let body: Value = response.json().await.unwrap();
-    assert!(status.is_success(), "sign-in: {status}: {body}");
-    assert_eq!(body["account"]["did"], did, "{body}");
-
-    let response = api("/consent", &jar, json!({"did": did})).await.unwrap();
-    jar.absorb(&response);
-    let status = response.status();
-    let body: Value = response.json().await.unwrap();
-    assert!(status.is_success(), "consent: {status}: {body}");
-    let url = body["url"].as_str().expect("consent gives the redirect");
-
-    // The page then navigates to that URL, the PDS's redirect endpoint, which sends the
-    // browser on to the client's redirect URI.
-    let response = http
-        .get(url)
-        .header("sec-fetch-site", "same-origin")
-        .header("sec-fetch-mode", "navigate")
-        .header("sec-fetch-dest", "document")
-        .header("referer", authorize_url)
-        .header("user-agent", "atelier-test")
-        .header("cookie", jar.header())
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let location = response
-        .headers()
-        .get(reqwest::header::LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    match location {
-        Some(location) if status.is_redirection() => location,
-        _ => panic!(
-            "redirect endpoint: {status}: {}",
-            response.text().await.unwrap_or_default()
-        ),
-    }
+        .expect("sign-in at the PDS")
 }
 
 /// The `Set-Cookie` header that sets `name`, whole.

@@ -15,10 +15,12 @@
 //! `atelier dev pds` and (for now) `atelier up` run the same code in the foreground.
 //!
 //! [`PgCluster`] is a throwaway PostgreSQL server for the Postgres store's tests, and
-//! [`LoopbackLabeler`] a minimal labeler for label-sync tests.
+//! [`LoopbackLabeler`] a minimal labeler for label-sync tests; [`oauth`] plays the user at
+//! the PDS's OAuth sign-in page.
 
 mod account;
 mod labeler;
+pub mod oauth;
 mod postgres;
 mod process;
 mod runtime;
