@@ -23,40 +23,9 @@ use atelier_appview::relay::sync::ssrf::StaticDns;
 use atelier_appview::service::{self, AppViewConfig, OAuthServiceConfig};
 use atelier_appview::store::StoreLocation;
 use atelier_sandbox::Sandbox;
+use atelier_sandbox::oauth::Jar;
 
 const SCOPE: &str = "atproto repo:computer.aesthetic.mood";
-
-/// Cookies by name, as the server last set them.
-#[derive(Default)]
-struct Jar(Vec<(String, String)>);
-
-impl Jar {
-    fn absorb(&mut self, response: &reqwest::Response) {
-        for value in response.headers().get_all(reqwest::header::SET_COOKIE) {
-            let text = value.to_str().expect("cookie is text");
-            let pair = text.split(';').next().expect("cookie pair");
-            let (name, value) = pair.split_once('=').expect("name=value");
-            self.0.retain(|(n, _)| n != name);
-            self.0
-                .push((name.trim().to_owned(), value.trim().to_owned()));
-        }
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn header(&self) -> String {
-        self.0
-            .iter()
-            .map(|(n, v)| format!("{n}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-}
 
 /// Plays the user at the PDS's sign-in page (the harness's driver); returns where the
 /// PDS sends the browser afterwards.

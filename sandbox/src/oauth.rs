@@ -18,12 +18,14 @@ use crate::SandboxError;
 /// The sign-in UI's API path on the PDS.
 const API: &str = "/@atproto/oauth-provider/~api";
 
-/// Cookies by name, as the PDS last set them.
+/// Cookies by name, as a server last set them: what a browser would send back. Tests of
+/// cookie-based pages use it too.
 #[derive(Debug, Default)]
-struct Jar(Vec<(String, String)>);
+pub struct Jar(Vec<(String, String)>);
 
 impl Jar {
-    fn absorb(&mut self, response: &reqwest::Response) {
+    /// Keeps the cookies `response` sets (replacing earlier ones of the same name).
+    pub fn absorb(&mut self, response: &reqwest::Response) {
         for value in response.headers().get_all(reqwest::header::SET_COOKIE) {
             let Ok(text) = value.to_str() else { continue };
             let pair = text.split(';').next().unwrap_or_default();
@@ -35,14 +37,16 @@ impl Jar {
         }
     }
 
-    fn get(&self, name: &str) -> Option<&str> {
+    /// The value of cookie `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }
 
-    fn header(&self) -> String {
+    /// The `Cookie` header sending them all.
+    pub fn header(&self) -> String {
         self.0
             .iter()
             .map(|(n, v)| format!("{n}={v}"))

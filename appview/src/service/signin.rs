@@ -249,7 +249,21 @@ struct AccountPage<'a> {
     pds_url: &'a str,
 }
 
-/// The value of cookie `name` in the request.
+/// The request's CSRF token (its cookie), or a new one with `Some` of it to set as the
+/// cookie; `None` (logged) when no token can be made.
+fn csrf_token(headers: &HeaderMap) -> Option<(String, Option<String>)> {
+    if let Some(token) = cookie_value(headers, CSRF_COOKIE) {
+        return Some((token.to_owned(), None));
+    }
+    match random_token::<24>() {
+        Ok(token) => Some((token.clone(), Some(token))),
+        Err(e) => {
+            tracing::error!(error = %e, "making a CSRF token");
+            None
+        }
+    }
+}
+
 fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(COOKIE)
@@ -314,18 +328,11 @@ fn login_page(
     handle: &str,
     error: Option<&str>,
 ) -> Response {
-    let (csrf, set) = match cookie_value(headers, CSRF_COOKIE) {
-        Some(token) => (token.to_owned(), None),
-        None => match random_token::<24>() {
-            Ok(token) => (token.clone(), Some(token)),
-            Err(e) => {
-                tracing::error!(error = %e, "making a CSRF token");
-                return plain(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Sign-in is unavailable right now.",
-                );
-            }
-        },
+    let Some((csrf, set)) = csrf_token(headers) else {
+        return plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Sign-in is unavailable right now.",
+        );
     };
     let page = LoginPage {
         csrf: &csrf,
@@ -573,19 +580,11 @@ async fn account(State(signin): State<Arc<SignIn>>, headers: HeaderMap) -> Respo
             ("handle.invalid".to_owned(), false)
         }
     };
-    let csrf = cookie_value(&headers, CSRF_COOKIE).map(str::to_owned);
-    let (csrf, set) = match csrf {
-        Some(token) => (token, None),
-        None => match random_token::<24>() {
-            Ok(token) => (token.clone(), Some(token)),
-            Err(e) => {
-                tracing::error!(error = %e, "making a CSRF token");
-                return plain(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "The page could not be drawn.",
-                );
-            }
-        },
+    let Some((csrf, set)) = csrf_token(&headers) else {
+        return plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "The page could not be drawn.",
+        );
     };
     let page = AccountPage {
         csrf: &csrf,
