@@ -98,11 +98,15 @@ pub(crate) struct QueryTimes(std::sync::Mutex<std::collections::BTreeMap<String,
 impl QueryTimes {
     pub(crate) fn observe(&self, route: &str, took: std::time::Duration) {
         let histogram = match self.0.lock() {
-            Ok(mut routes) => Arc::clone(
-                routes
-                    .entry(route.to_owned())
-                    .or_insert_with(|| Arc::new(Histogram::new(QUERY_BUCKETS))),
-            ),
+            // The route is almost always known: look it up before allocating its key.
+            Ok(mut routes) => match routes.get(route) {
+                Some(histogram) => Arc::clone(histogram),
+                None => Arc::clone(
+                    routes
+                        .entry(route.to_owned())
+                        .or_insert_with(|| Arc::new(Histogram::new(QUERY_BUCKETS))),
+                ),
+            },
             Err(_) => return,
         };
         histogram.observe(took);

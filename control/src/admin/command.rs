@@ -114,10 +114,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // pages, the labeler and createReport. Without it, accounts only.
     if let Some(did) = crate::console::up::recorded_labeler(&data_dir) {
         let sandbox = loaded.config.profile == crate::config::Profile::Sandbox;
-        let plc_url = match loaded.config.plc() {
-            Some(plc) if sandbox => format!("http://127.0.0.1:{}", plc.port),
-            _ => "https://plc.directory".to_owned(),
-        };
+        let plc_url = loaded.plc_url();
         let autoflag = loaded
             .appview_config()
             .ok()
@@ -182,12 +179,8 @@ fn configured_probes(
     let services = &loaded.config.services;
     let http = |addr| format!("http://{}", crate::config::reachable(addr));
     let mut probes = Vec::new();
-    if let Some(plc) = loaded.config.plc() {
-        probes.push(probe(
-            "plc",
-            &format!("http://127.0.0.1:{}", plc.port),
-            "/_health",
-        ));
+    if loaded.config.plc().is_some() {
+        probes.push(probe("plc", &loaded.plc_url(), "/_health"));
     }
     probes.push(probe("pds", &http(services.pds.listen()), "/xrpc/_health"));
     if let Some(relay) = &services.relay {

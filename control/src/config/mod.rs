@@ -154,6 +154,17 @@ impl Loaded {
 }
 
 impl Loaded {
+    /// The PLC directory services resolve `did:plc` through: the local one (on loopback)
+    /// in the sandbox profile, plc.directory otherwise.
+    pub fn plc_url(&self) -> String {
+        match self.config.plc() {
+            Some(plc) if self.config.profile == Profile::Sandbox => {
+                format!("http://127.0.0.1:{}", plc.port)
+            }
+            _ => "https://plc.directory".to_owned(),
+        }
+    }
+
     /// The AppView service's configuration: the index file under the data directory, and
     /// ingest from `services.appview.source`, or by default this installation's relay
     /// when one is configured, else the bundled PDS (loopback addresses in the sandbox).
@@ -194,10 +205,7 @@ impl Loaded {
             }
         };
         let sandbox = self.config.profile == Profile::Sandbox;
-        let plc_url = match self.config.plc() {
-            Some(plc) if sandbox => format!("http://127.0.0.1:{}", plc.port),
-            _ => "https://plc.directory".to_owned(),
-        };
+        let plc_url = self.plc_url();
         let mut ingest = atelier_appview::ingest::IngestConfig::new(url);
         ingest.trusted = trusted;
         ingest.plc_url = plc_url;

@@ -114,13 +114,10 @@ pub(crate) async fn show(authed: Authed, Extension(pages): Extension<ModerationP
             (Vec::new(), Turnaround::default())
         }
     };
-    let http = reqwest::Client::new();
-    let probes = pages.services.iter().map(|p| {
-        let http = http.clone();
-        async move {
-            let health = get_json(&http, &format!("{}{}", p.url, p.health)).await;
-            (p.clone(), health)
-        }
+    let http = &pages.probe_http;
+    let probes = pages.services.iter().map(|p| async move {
+        let health = get_json(http, &format!("{}{}", p.url, p.health)).await;
+        (p.clone(), health)
     });
     let probed = futures_util::future::join_all(probes).await;
 
@@ -153,7 +150,7 @@ pub(crate) async fn show(authed: Authed, Extension(pages): Extension<ModerationP
                     ),
                     None => "nothing indexed yet".to_owned(),
                 };
-                let metrics = get_text(&http, &format!("{}/metrics", probe.url))
+                let metrics = get_text(http, &format!("{}/metrics", probe.url))
                     .await
                     .unwrap_or_default();
                 for source in h
@@ -185,7 +182,7 @@ pub(crate) async fn show(authed: Authed, Extension(pages): Extension<ModerationP
             }
             ("relay", Some(_)) => {
                 let list = get_json(
-                    &http,
+                    http,
                     &format!("{}/xrpc/com.atproto.sync.listHosts?limit=100", probe.url),
                 )
                 .await;

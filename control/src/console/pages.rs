@@ -52,6 +52,9 @@ pub struct ModerationPages {
     pub http: GuardedClient,
     /// The services the dashboard checks.
     pub services: Vec<super::dashboard::ServiceProbe>,
+    /// The client the dashboard checks them with (our own services, on configured
+    /// addresses: no SSRF guard needed), kept so its connections are reused.
+    pub probe_http: reqwest::Client,
 }
 
 /// The routes, for [`crate::admin::router_with`].

@@ -117,6 +117,7 @@ pub async fn run(
         resolver: resolver.clone(),
         http,
         services: config.services.clone(),
+        probe_http: reqwest::Client::new(),
     };
     let public = crate::labeler::router(labeler.clone())
         .merge(crate::moderation::xrpc_router(

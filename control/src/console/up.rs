@@ -63,14 +63,6 @@ pub struct RunningConsole {
     pub task: tokio::task::JoinHandle<Result<(), ConsoleError>>,
 }
 
-/// `addr` as a client reaches it: a wildcard bind address becomes loopback.
-fn reachable(mut addr: SocketAddr) -> SocketAddr {
-    if addr.ip().is_unspecified() {
-        addr.set_ip(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
-    }
-    addr
-}
-
 /// Makes the labeler's identity on `sandbox` and starts the console.
 ///
 /// # Errors
@@ -81,7 +73,7 @@ pub async fn start(setup: &ConsoleUp, sandbox: &Sandbox) -> anyhow::Result<Runni
     let listener = tokio::net::TcpListener::bind(setup.listen)
         .await
         .with_context(|| format!("listening on {} (services.admin)", setup.listen))?;
-    let addr = reachable(
+    let addr = crate::config::reachable(
         listener
             .local_addr()
             .context("reading the console address")?,
