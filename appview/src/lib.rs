@@ -30,6 +30,7 @@ pub mod index;
 pub mod ingest;
 pub mod labels;
 pub mod oauth;
+pub mod publish;
 pub mod safety;
 pub mod service;
 pub mod store;

@@ -39,7 +39,7 @@ use url::Url;
 
 use super::OAuthError;
 use super::dpop::{DpopKey, Pkce, now_unix, random_token};
-use super::http::{Body, OAuthHttp, Response};
+use super::http::{Body, OAuthHttp, Progress, Response};
 use super::metadata::{self, AuthServerMetadata, Discovered, trim_slash};
 
 /// A token is refreshed this many seconds before it expires.
@@ -246,14 +246,55 @@ impl Session {
 }
 
 /// One XRPC call to the session's PDS.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct XrpcRequest {
     /// The method's NSID.
     pub nsid: String,
     /// Query parameters.
     pub params: Vec<(String, String)>,
-    /// For a procedure, the JSON input; `None` makes a query (GET).
-    pub input: Option<serde_json::Value>,
+    /// The input; [`XrpcInput::None`] makes a query (GET).
+    pub input: XrpcInput,
+    /// Extra request headers (e.g. `atproto-proxy`).
+    pub headers: Vec<(String, String)>,
+}
+
+/// What an XRPC call sends.
+#[derive(Clone)]
+pub enum XrpcInput {
+    /// Nothing: a query (GET).
+    None,
+    /// A procedure's JSON input.
+    Json(serde_json::Value),
+    /// A procedure's raw input (a blob upload): its type, bytes, and an optional
+    /// callback told (bytes sent, total) as it goes.
+    Bytes {
+        /// The `Content-Type`.
+        mime: String,
+        /// The bytes.
+        data: bytes::Bytes,
+        /// Progress callback.
+        progress: Option<Progress>,
+    },
+}
+
+impl fmt::Debug for XrpcRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("XrpcRequest")
+            .field("nsid", &self.nsid)
+            .field("params", &self.params)
+            .field("input", &self.input)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for XrpcInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            XrpcInput::None => f.write_str("None"),
+            XrpcInput::Json(_) => f.write_str("Json(..)"),
+            XrpcInput::Bytes { mime, data, .. } => write!(f, "Bytes({} of {mime})", data.len()),
+        }
+    }
 }
 
 impl XrpcRequest {
@@ -265,7 +306,8 @@ impl XrpcRequest {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
-            input: None,
+            input: XrpcInput::None,
+            headers: Vec::new(),
         }
     }
 
@@ -274,8 +316,40 @@ impl XrpcRequest {
         XrpcRequest {
             nsid: nsid.to_owned(),
             params: Vec::new(),
-            input: Some(input),
+            input: XrpcInput::Json(input),
+            headers: Vec::new(),
         }
+    }
+
+    /// A procedure (POST) whose input is `data` of type `mime` (e.g.
+    /// `com.atproto.repo.uploadBlob`).
+    pub fn upload(nsid: &str, mime: &str, data: bytes::Bytes) -> XrpcRequest {
+        XrpcRequest {
+            nsid: nsid.to_owned(),
+            params: Vec::new(),
+            input: XrpcInput::Bytes {
+                mime: mime.to_owned(),
+                data,
+                progress: None,
+            },
+            headers: Vec::new(),
+        }
+    }
+
+    /// The same request reporting upload progress to `progress` (raw inputs only).
+    #[must_use]
+    pub fn with_progress(mut self, progress: Progress) -> XrpcRequest {
+        if let XrpcInput::Bytes { progress: p, .. } = &mut self.input {
+            *p = Some(progress);
+        }
+        self
+    }
+
+    /// The same request with the header `name: value` (e.g. `atproto-proxy`).
+    #[must_use]
+    pub fn with_header(mut self, name: &str, value: &str) -> XrpcRequest {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
     }
 }
 
@@ -589,10 +663,9 @@ impl OAuthClient {
                 pairs.append_pair(k, v);
             }
         }
-        let method = if request.input.is_some() {
-            Method::POST
-        } else {
-            Method::GET
+        let method = match request.input {
+            XrpcInput::None => Method::GET,
+            _ => Method::POST,
         };
         let mut attempt = 0;
         loop {
@@ -609,9 +682,23 @@ impl OAuthClient {
                 header_value(&format!("DPoP {}", session.access_token))?,
             );
             headers.insert("DPoP", header_value(&proof)?);
+            for (name, value) in &request.headers {
+                let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| OAuthError::Crypto("a header name is not a token"))?;
+                headers.insert(name, header_value(value)?);
+            }
             let body = match &request.input {
-                Some(input) => Body::Json(input.clone()),
-                None => Body::None,
+                XrpcInput::None => Body::None,
+                XrpcInput::Json(input) => Body::Json(input.clone()),
+                XrpcInput::Bytes {
+                    mime,
+                    data,
+                    progress,
+                } => Body::Bytes {
+                    mime: mime.clone(),
+                    data: data.clone(),
+                    progress: progress.clone(),
+                },
             };
             let response = self
                 .http

@@ -104,7 +104,7 @@ impl OAuthHttp {
         &self.guard
     }
 
-    /// Checks `url`, then sends `method` with `headers` and `body` (form or JSON),
+    /// Checks `url`, then sends `method` with `headers` and `body` (form, JSON or bytes),
     /// and reads the whole response (at most the policy's cap).
     pub(crate) async fn send(
         &self,
@@ -119,6 +119,19 @@ impl OAuthHttp {
             Body::None => request,
             Body::Form(pairs) => request.form(&pairs),
             Body::Json(value) => request.json(&value),
+            Body::Bytes {
+                mime,
+                data,
+                progress,
+            } => {
+                let request = request
+                    .header(reqwest::header::CONTENT_TYPE, mime)
+                    .header(reqwest::header::CONTENT_LENGTH, data.len());
+                match progress {
+                    Some(progress) => request.body(streamed(data, progress)),
+                    None => request.body(data),
+                }
+            }
         };
         let transport = |e: reqwest::Error| OAuthError::Transport {
             url: url.to_owned(),
@@ -154,6 +167,38 @@ pub(crate) enum Body {
     Form(Vec<(&'static str, String)>),
     /// JSON (XRPC procedures).
     Json(serde_json::Value),
+    /// Raw bytes of a declared type (blob uploads), sent in chunks so that `progress`
+    /// (if any) learns how many bytes have gone.
+    Bytes {
+        /// The `Content-Type`.
+        mime: String,
+        /// The bytes (shared: a retry sends the same buffer again).
+        data: bytes::Bytes,
+        /// Called with (bytes sent, total) as chunks go out.
+        progress: Option<Progress>,
+    },
+}
+
+/// An upload progress callback: (bytes sent so far, total bytes).
+pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
+
+/// The chunk size raw bodies are streamed in (one progress call per chunk).
+const UPLOAD_CHUNK: usize = 256 * 1024;
+
+/// `data` as a streamed request body, reporting each chunk to `progress`.
+fn streamed(data: bytes::Bytes, progress: Progress) -> reqwest::Body {
+    let total = data.len() as u64;
+    let chunks: Vec<bytes::Bytes> = (0..data.len())
+        .step_by(UPLOAD_CHUNK)
+        .map(|start| data.slice(start..(start + UPLOAD_CHUNK).min(data.len())))
+        .collect();
+    let mut sent = 0u64;
+    let stream = futures_util::stream::iter(chunks.into_iter().map(move |chunk| {
+        sent += chunk.len() as u64;
+        progress(sent, total);
+        Ok::<_, std::io::Error>(chunk)
+    }));
+    reqwest::Body::wrap_stream(stream)
 }
 
 impl std::fmt::Debug for Body {
@@ -162,6 +207,7 @@ impl std::fmt::Debug for Body {
             Body::None => "Body::None",
             Body::Form(_) => "Body::Form(..)",
             Body::Json(_) => "Body::Json(..)",
+            Body::Bytes { .. } => "Body::Bytes(..)",
         })
     }
 }

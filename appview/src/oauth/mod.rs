@@ -25,6 +25,7 @@ pub mod client;
 pub mod dpop;
 mod http;
 pub mod metadata;
+pub mod metrics;
 pub mod store;
 
 use std::sync::Arc;
@@ -34,10 +35,12 @@ use atelier_relay::sync::ssrf::SsrfError;
 
 pub use client::{
     CallbackParams, ClientConfig, ClientKind, OAuthClient, PendingAuthorization, Session,
-    XrpcRequest,
+    XrpcInput, XrpcRequest,
 };
+pub use http::Progress;
 pub use dpop::DpopKey;
 pub use metadata::{AuthServerMetadata, Discovered};
+pub use metrics::OAuthMetrics;
 pub use store::{SessionKeys, SessionStore, StoreError};
 
 /// What went wrong during sign-in or while using a session.

@@ -12,9 +12,11 @@
 mod cache;
 mod notifications;
 mod page;
+mod report;
 mod signin;
 mod xrpc;
 
+pub use report::ReportsConfig;
 pub use signin::{CALLBACK_PATH, OAuthServiceConfig};
 
 use std::future::Future;
@@ -49,6 +51,11 @@ pub struct AppViewConfig {
     /// Sign-in with ATProto OAuth (the `/login`, `/oauth/callback`, `/account` and
     /// `/logout` pages); `None` (the default) serves no sign-in routes.
     pub oauth: Option<OAuthServiceConfig>,
+    /// The publishing API (`/publish/...`) for signed-in users; needs `oauth`. `None`
+    /// (the default) serves none.
+    pub publish: Option<crate::publish::PublishConfig>,
+    /// Where signed-in users' reports go; `None` (the default) serves no report route.
+    pub reports: Option<ReportsConfig>,
 }
 
 /// The AppView's DID when the configuration names none (`did:web` of its hostname is
@@ -68,6 +75,8 @@ impl AppViewConfig {
             service_did: DEFAULT_SERVICE_DID.to_owned(),
             labels: LabelSyncConfig::default(),
             oauth: None,
+            publish: None,
+            reports: None,
         }
     }
 }
@@ -89,6 +98,10 @@ pub(crate) struct Shared {
     pub(crate) query_times: QueryTimes,
     /// The OAuth client and session store, when sign-in is configured.
     pub(crate) signin: Option<Arc<signin::SignIn>>,
+    /// The publishing pipeline, when configured.
+    pub(crate) publisher: Option<Arc<crate::publish::Publisher>>,
+    /// Where signed-in users' reports go, when configured.
+    pub(crate) reports: Option<ReportsConfig>,
 }
 
 /// Query handling time per route, for `/metrics`.
@@ -212,6 +225,8 @@ pub async fn run(
         stop: stop_rx.clone(),
         query_times: QueryTimes::default(),
         signin: signin.clone(),
+        publisher: None,
+        reports: config.reports.clone(),
     });
     let app = xrpc::router(shared);
     let addr = listener.local_addr().ok();

@@ -118,6 +118,8 @@ pub(crate) struct SignIn {
     origin: String,
     /// Whether cookies get `Secure` (the public URL is https).
     secure: bool,
+    /// Sign-in counters for `/metrics`.
+    pub(crate) metrics: crate::oauth::OAuthMetrics,
 }
 
 impl SignIn {
@@ -177,6 +179,7 @@ impl SignIn {
             resolver,
             origin,
             secure,
+            metrics: crate::oauth::OAuthMetrics::default(),
         })
     }
 

@@ -89,12 +89,19 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         Some(signin) => super::signin::routes(Arc::clone(signin)),
         None => Router::new(),
     };
+    let publish = match &shared.publisher {
+        Some(publisher) => crate::publish::routes(Arc::clone(publisher)),
+        None => Router::new(),
+    };
+    let reports = super::report::routes(&shared);
     Router::new()
         .route("/xrpc/_health", get(health))
         .route("/metrics", get(metrics))
         .merge(queries)
         .merge(per_viewer)
         .merge(signin)
+        .merge(publish)
+        .merge(reports)
         .with_state(shared)
 }
 
@@ -590,6 +597,12 @@ atelier_appview_ingest_lag_seconds {lag:.3}"
             "atelier_appview_query_seconds",
             &format!("route=\"{route}\""),
         );
+    }
+    if let Some(signin) = &shared.signin {
+        signin.metrics.render(&mut out);
+    }
+    if let Some(publisher) = &shared.publisher {
+        publisher.render_metrics(&mut out);
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
