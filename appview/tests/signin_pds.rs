@@ -11,6 +11,8 @@
 //!   not Secure on http) and sends the browser to `/account`, which shows the DID;
 //! - `POST /login` without the CSRF token, or from another origin, is refused with 403;
 //! - an unknown handle is reported on the login page in plain words;
+//! - `/metrics` counts the sign-in started and completed, the refusals and the unknown
+//!   handle as errors by kind, and the sign-out;
 //! - `POST /logout` clears the cookie, `/account` then sends the browser to `/login`, and
 //!   the session row is marked signed out.
 
@@ -53,6 +55,24 @@ fn location(response: &reqwest::Response) -> String {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned()
+}
+
+/// The value of the sample `series` (name and labels, as rendered) in the AppView's
+/// `/metrics`.
+async fn metric(http: &reqwest::Client, base: &str, series: &str) -> u64 {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+        .parse()
+        .unwrap()
 }
 
 /// The value of the login form's hidden CSRF field.
@@ -216,6 +236,22 @@ async fn run() {
     let response = http.get(&redirect).send().await.unwrap();
     assert_eq!(response.status(), 400);
 
+    // The sign-in metrics: one started and completed (none abandoned), the unknown
+    // handle, the three CSRF refusals and the replayed callback counted as errors.
+    let errors = |kind: &str| format!("atelier_appview_oauth_errors_total{{kind=\"{kind}\"}}");
+    assert!(metric(&http, &base, "atelier_appview_oauth_started_total").await >= 1);
+    assert_eq!(
+        metric(&http, &base, "atelier_appview_oauth_completed_total").await,
+        1
+    );
+    assert_eq!(
+        metric(&http, &base, "atelier_appview_oauth_abandoned_total").await,
+        0
+    );
+    assert_eq!(metric(&http, &base, &errors("unknown_handle")).await, 1);
+    assert_eq!(metric(&http, &base, &errors("csrf")).await, 3);
+    assert_eq!(metric(&http, &base, &errors("state")).await, 1);
+
     // The account page.
     let response = http
         .get(format!("{base}/account"))
@@ -243,6 +279,10 @@ async fn run() {
     let response = logout(&jar, &csrf).await.unwrap();
     assert_eq!(response.status(), 303);
     assert_eq!(location(&response), "/");
+    assert_eq!(
+        metric(&http, &base, "atelier_appview_oauth_signouts_total").await,
+        1
+    );
     let cleared = set_cookie(&response, "atelier_session").expect("the cookie is cleared");
     assert!(
         cleared.starts_with("atelier_session=;") && cleared.contains("Max-Age=0"),

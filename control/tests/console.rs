@@ -384,6 +384,20 @@ async fn report_review_takedown_and_the_appview_honours_it() {
         );
     }
     assert!(dashboard.body.contains(&labeler), "{}", dashboard.body);
+    // The panels read from the real AppView's `/metrics`: sign-in is off here, and the
+    // moods it indexed give publish-to-visibility figures.
+    assert!(
+        dashboard
+            .body
+            .contains("Sign-in is not enabled on the AppView."),
+        "{}",
+        dashboard.body
+    );
+    assert!(
+        dashboard.body.contains("commits indexed: median "),
+        "{}",
+        dashboard.body
+    );
 
     // The audit log: the takedown with its reason; tess's refusal left nothing.
     let audit = admin.get("/audit").await;

@@ -15,7 +15,9 @@
 //! clear a cookie whose session is gone).
 //!
 //! Errors are shown in plain words on the page (an unknown handle, an unreachable server,
-//! an expired sign-in); the details go to the log only.
+//! an expired sign-in); the details go to the log only. Every start, completion, failure
+//! (by kind) and sign-out is counted in [`SignIn::metrics`] for `/metrics`
+//! ([`crate::oauth::OAuthMetrics`]).
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -32,6 +34,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
 use crate::oauth::dpop::random_token;
+use crate::oauth::metrics::ErrorKind;
 use crate::oauth::{
     CallbackParams, ClientConfig, OAuthClient, OAuthError, SessionKeys, SessionStore, StoreError,
 };
@@ -115,7 +118,7 @@ pub(crate) struct SignIn {
     /// Resolves the signed-in DID's handle for the account page (cached).
     resolver: Resolver,
     /// The public origin (`scheme://host:port`) forms must come from.
-    origin: String,
+    pub(crate) origin: String,
     /// Whether cookies get `Secure` (the public URL is https).
     secure: bool,
     /// Sign-in counters for `/metrics`.
@@ -219,7 +222,7 @@ fn set_cookie(name: &str, value: Option<&str>, secure: bool) -> String {
 
 /// Whether a form with this `Origin` header (if any) may change state: none, or exactly
 /// the public origin `own`.
-fn origin_allowed(origin: Option<&str>, own: &str) -> bool {
+pub(crate) fn origin_allowed(origin: Option<&str>, own: &str) -> bool {
     origin.is_none_or(|o| o.eq_ignore_ascii_case(own))
 }
 
@@ -267,7 +270,7 @@ fn csrf_token(headers: &HeaderMap) -> Option<(String, Option<String>)> {
     }
 }
 
-fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(COOKIE)
         .iter()
@@ -427,6 +430,22 @@ fn authorize_error(handle: &str, error: &OAuthError) -> (StatusCode, String) {
     }
 }
 
+/// The metrics' kind of an error starting a sign-in: the same split as
+/// [`authorize_error`] makes for the user (no such account, or could not ask).
+fn start_error_kind(error: &OAuthError) -> ErrorKind {
+    let not_found = match error {
+        OAuthError::Identity(
+            IdentityError::InvalidHandle { .. }
+            | IdentityError::InvalidDid { .. }
+            | IdentityError::ReservedHandle { .. }
+            | IdentityError::UnsupportedDidMethod { .. },
+        ) => true,
+        OAuthError::Identity(e) => no_such_account(e),
+        _ => false,
+    };
+    ErrorKind::of(error, not_found)
+}
+
 /// Whether resolving failed because the account does not exist: no DID for the handle,
 /// no such DID, or a handle whose name does not exist in DNS at all (its `_atproto` TXT
 /// record is missing and its well-known host has no address).
@@ -451,14 +470,17 @@ async fn login_form(State(signin): State<Arc<SignIn>>, headers: HeaderMap) -> Re
 /// `POST /login`: start the sign-in and send the browser to the authorization server.
 async fn login(State(signin): State<Arc<SignIn>>, headers: HeaderMap, body: Bytes) -> Response {
     if body.len() > MAX_FORM_BYTES {
+        signin.metrics.error(ErrorKind::Other);
         return plain(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.");
     }
     if let Err(text) = check_form(&signin, &headers, &body) {
+        signin.metrics.error(ErrorKind::Csrf);
         return refused(text);
     }
     let typed = form_field(&body, "handle").unwrap_or_default();
     let handle = typed.trim().trim_start_matches('@');
     if handle.is_empty() {
+        signin.metrics.error(ErrorKind::UnknownHandle);
         return login_page(
             &signin,
             &headers,
@@ -471,12 +493,14 @@ async fn login(State(signin): State<Arc<SignIn>>, headers: HeaderMap, body: Byte
         Ok(started) => started,
         Err(e) => {
             tracing::info!(handle, error = %e, "sign-in could not start");
+            signin.metrics.error(start_error_kind(&e));
             let (status, text) = authorize_error(handle, &e);
             return login_page(&signin, &headers, status, handle, Some(&text));
         }
     };
     if let Err(e) = signin.sessions.put_pending(&pending).await {
         tracing::error!(error = %e, "storing a pending sign-in");
+        signin.metrics.error(ErrorKind::Storage);
         return login_page(
             &signin,
             &headers,
@@ -486,6 +510,7 @@ async fn login(State(signin): State<Arc<SignIn>>, headers: HeaderMap, body: Byte
         );
     }
     tracing::info!(did = %pending.did, "sign-in started");
+    signin.metrics.started();
     see_other(&url, Vec::new())
 }
 
@@ -498,14 +523,28 @@ async fn callback(
     let params = CallbackParams::from_query(query.as_deref().unwrap_or(""));
     let failed = |status, text: &str| login_page(&signin, &headers, status, "", Some(text));
     let Some(state) = params.state.clone() else {
+        signin.metrics.error(ErrorKind::State);
         return failed(
             StatusCode::BAD_REQUEST,
             "This sign-in link is incomplete. Start again.",
         );
     };
     let pending = match signin.sessions.take_pending(&state).await {
-        Ok(pending) => pending,
-        Err(StoreError::NotFound | StoreError::Expired) => {
+        Ok(pending) => {
+            signin.metrics.returned();
+            pending
+        }
+        Err(StoreError::Expired) => {
+            // It came back, too late: an error, not an abandonment.
+            signin.metrics.returned();
+            signin.metrics.error(ErrorKind::Expired);
+            return failed(
+                StatusCode::BAD_REQUEST,
+                "This sign-in has expired or was already used. Start again.",
+            );
+        }
+        Err(StoreError::NotFound) => {
+            signin.metrics.error(ErrorKind::State);
             return failed(
                 StatusCode::BAD_REQUEST,
                 "This sign-in has expired or was already used. Start again.",
@@ -513,6 +552,7 @@ async fn callback(
         }
         Err(e) => {
             tracing::error!(error = %e, "reading a pending sign-in");
+            signin.metrics.error(ErrorKind::Storage);
             return failed(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Sign-in is unavailable right now. Try again in a moment.",
@@ -522,6 +562,7 @@ async fn callback(
     let session = match signin.client.callback(pending, &params).await {
         Ok(session) => session,
         Err(OAuthError::Denied { .. }) => {
+            signin.metrics.error(ErrorKind::Denied);
             return failed(
                 StatusCode::BAD_REQUEST,
                 "The sign-in was not allowed, so you are not signed in.",
@@ -529,6 +570,7 @@ async fn callback(
         }
         Err(e) => {
             tracing::warn!(error = %e, "sign-in could not complete");
+            signin.metrics.error(ErrorKind::of(&e, false));
             return failed(
                 StatusCode::BAD_GATEWAY,
                 "The sign-in could not be completed. Start again.",
@@ -538,6 +580,7 @@ async fn callback(
     match signin.sessions.create(&session).await {
         Ok(cookie) => {
             tracing::info!(did = %session.did, "signed in");
+            signin.metrics.completed();
             see_other(
                 "/account",
                 vec![signin.cookie(SESSION_COOKIE, Some(&cookie))],
@@ -545,6 +588,7 @@ async fn callback(
         }
         Err(e) => {
             tracing::error!(error = %e, "storing a session");
+            signin.metrics.error(ErrorKind::Storage);
             failed(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Sign-in is unavailable right now. Try again in a moment.",
@@ -628,20 +672,26 @@ async fn logout(State(signin): State<Arc<SignIn>>, headers: HeaderMap, body: Byt
     let Some(cookie) = cookie_value(&headers, SESSION_COOKIE) else {
         return see_other("/", clear);
     };
-    if let Ok(mut session) = signin.sessions.load(cookie).await {
+    let signed_in = if let Ok(mut session) = signin.sessions.load(cookie).await {
         // Signed out here even if the server cannot be reached: the tokens then expire
         // on their own (the row, and so the refresh token, is gone after cleanup).
         if let Err(e) = signin.client.revoke(&mut session).await {
             tracing::warn!(did = %session.did, error = %e, "revoking tokens at sign-out");
         }
         tracing::info!(did = %session.did, "signed out");
-    }
+        true
+    } else {
+        false
+    };
     if let Err(e) = signin.sessions.revoke(cookie).await {
         tracing::error!(error = %e, "marking a session signed out");
         return plain(
             StatusCode::INTERNAL_SERVER_ERROR,
             "You could not be signed out just now. Try again in a moment.",
         );
+    }
+    if signed_in {
+        signin.metrics.signed_out();
     }
     see_other("/", clear)
 }
