@@ -71,8 +71,13 @@ pub use atelier_relay::sync::verify::AccountState;
 /// A change to the index, applied in stream order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
-    /// Insert or update a record (a no-op if the stored CID is the same).
+    /// Insert or update a record (a no-op if the stored CID is the same); a record the
+    /// publishing API inserted ([`Change::Optimistic`]) is confirmed by it.
     Record(RecordRow),
+    /// A record the publishing API has just written to its author's PDS, inserted before
+    /// the firehose delivers it: visible at once and `pending` until a [`Change::Record`]
+    /// for its URI arrives. A no-op if the URI is already indexed (the firehose won).
+    Optimistic(RecordRow),
     /// A follow edge, beside its record.
     Follow {
         /// The follow record's URI.
@@ -285,9 +290,39 @@ impl Indexer {
             .clone()
             .ok_or(Reject::new("no_record", "the op has no CID"))?;
         let record = record_value(op)?;
+        self.row(did, &op.collection, &op.rkey, uri, cid, &record)
+    }
+
+    /// The index row of `record` (ATProto JSON), stored at `did/collection/rkey` with
+    /// `cid`, validated leniently as ingest does (the publishing API's optimistic insert).
+    ///
+    /// # Errors
+    /// If the record is not a valid AC record even leniently.
+    pub fn record_row(
+        &self,
+        did: &str,
+        collection: &str,
+        rkey: &str,
+        cid: &str,
+        record: &Value,
+    ) -> Result<RecordRow, Rejected> {
+        let uri = format!("at://{did}/{collection}/{rkey}");
+        self.row(did, collection, rkey, &uri, cid.to_owned(), record)
+            .map_err(|r| r.at(uri))
+    }
+
+    fn row(
+        &self,
+        did: &str,
+        collection: &str,
+        rkey: &str,
+        uri: &str,
+        cid: String,
+        record: &Value,
+    ) -> Result<RecordRow, Reject> {
         let validated = self
             .catalog
-            .validate_record(&op.collection, &record, Mode::Lenient)
+            .validate_record(collection, record, Mode::Lenient)
             .map_err(|e| match e {
                 ValidationError::UnknownNsid { .. } => Reject::new("unknown_type", e.to_string()),
                 e => Reject::new("invalid", e.to_string()),
@@ -297,8 +332,8 @@ impl Indexer {
         Ok(RecordRow {
             uri: uri.to_owned(),
             did: did.to_owned(),
-            collection: op.collection.clone(),
-            rkey: op.rkey.clone(),
+            collection: collection.to_owned(),
+            rkey: rkey.to_owned(),
             cid,
             created_at: text("when").or_else(|| text("createdAt")),
             code: text("code"),
@@ -322,6 +357,19 @@ impl Indexer {
                 }),
             record,
         })
+    }
+}
+
+/// The text fields of an AC record type that the safety filter reads (publishing masks or
+/// blocks them; the admin console's auto-flags read them).
+pub fn text_fields(collection: &str) -> &'static [&'static str] {
+    match collection {
+        // Some moods in the wild carry `text` instead of `mood`.
+        "computer.aesthetic.mood" => &["mood", "text"],
+        "computer.aesthetic.kidlisp" => &["source"],
+        "computer.aesthetic.news" => &["headline", "body"],
+        "computer.aesthetic.paper" => &["title"],
+        _ => &[],
     }
 }
 

@@ -146,6 +146,15 @@ impl IngestStats {
         self.rejected.lock().map(|m| m.clone()).unwrap_or_default()
     }
 
+    /// Counts a commit to the index made outside ingest (the publishing API's optimistic
+    /// inserts): moves the response cache's generation and wakes live readers. Returns
+    /// the new batch count.
+    pub fn note_commit(&self) -> u64 {
+        let batches = self.batches.fetch_add(1, Ordering::Release) + 1;
+        self.commits.0.send_replace(batches);
+        batches
+    }
+
     /// Changes (to the number of batches committed) after each commit: a live reader
     /// waits on it, then reads what is new.
     pub fn subscribe_commits(&self) -> tokio::sync::watch::Receiver<u64> {
@@ -307,7 +316,6 @@ async fn commit<S: Store>(
     stats
         .records_deleted
         .fetch_add(applied.records_deleted, Ordering::Relaxed);
-    let batches = stats.batches.fetch_add(1, Ordering::Release) + 1;
     if let Some(seq) = batch.last_seq {
         stats.committed_seq.store(seq, Ordering::Relaxed);
     }
@@ -321,7 +329,7 @@ async fn commit<S: Store>(
             .last_commit_time_us
             .fetch_max(*newest, Ordering::Relaxed);
     }
-    stats.commits.0.send_replace(batches);
+    stats.note_commit();
     *batch = Batch::default();
     Ok(())
 }

@@ -37,6 +37,10 @@ pub struct PdsArgs {
     /// `--appview-port`, which overrides the file's AppView port on reloads too.
     #[arg(skip)]
     pub appview_port_override: Option<u16>,
+    /// The PDS's blob upload limit (`services.pds.blob_limit_bytes`; default: the
+    /// sandbox's).
+    #[arg(skip)]
+    pub blob_limit_bytes: Option<u64>,
 }
 
 /// The services an `atelier.yaml` adds to the sandbox (its `services.appview` and
@@ -350,6 +354,7 @@ pub async fn run_pds(args: PdsArgs) -> anyhow::Result<()> {
         plc_port: args.plc_port,
         pds_port: args.pds_port,
         runtime: None,
+        blob_limit_bytes: args.blob_limit_bytes,
     })
     .await?;
     let mut from_config = args.from_config.clone();

@@ -314,6 +314,7 @@ pub fn up_args(
         data_dir: Some(loaded.data_dir().join("sandbox")),
         plc_port: Some(plc.port),
         pds_port: Some(services.pds.listen().port()),
+        blob_limit_bytes: Some(services.pds.blob_limit_bytes),
         appview: Some(appview_port.map_or(listen, loopback)),
         from_config: Some(Box::new(crate::dev::FromConfig {
             appview,

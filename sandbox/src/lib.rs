@@ -133,7 +133,14 @@ pub struct SandboxOptions {
     pub pds_port: Option<u16>,
     /// The runtime to use (`None`: [`Runtime::locate`]).
     pub runtime: Option<Runtime>,
+    /// The largest blob one upload may carry (`PDS_BLOB_UPLOAD_LIMIT`); `None`:
+    /// [`DEFAULT_BLOB_LIMIT`].
+    pub blob_limit_bytes: Option<u64>,
 }
+
+/// The sandbox PDS's blob upload limit unless set: 50 MiB, the size of AC's longest tapes
+/// (the reference PDS's own default is 5 MiB).
+pub const DEFAULT_BLOB_LIMIT: u64 = 50 * 1024 * 1024;
 
 /// A running local PLC + PDS pair.
 pub struct Sandbox {
@@ -240,7 +247,13 @@ impl Sandbox {
             "pds",
             &runtime,
             "pds.mjs",
-            &pds_env(&dirs, pds_port, &plc_url, &secrets),
+            &pds_env(
+                &dirs,
+                pds_port,
+                &plc_url,
+                &secrets,
+                options.blob_limit_bytes.unwrap_or(DEFAULT_BLOB_LIMIT),
+            ),
             &dirs.logs.join("pds.log"),
         )?;
         if let Err(e) = pds
@@ -494,8 +507,10 @@ fn pds_env(
     port: u16,
     plc_url: &str,
     secrets: &Secrets,
+    blob_limit: u64,
 ) -> Vec<(&'static str, String)> {
     vec![
+        ("PDS_BLOB_UPLOAD_LIMIT", blob_limit.to_string()),
         ("PDS_HOSTNAME", "localhost".into()),
         ("PDS_PORT", port.to_string()),
         ("PDS_DATA_DIRECTORY", path_str(&dirs.pds)),

@@ -211,3 +211,92 @@ async fn follow_redirect(
         }
     }
 }
+
+/// Signs in to an Atelier AppView at `base` the way a browser does: its `/login` form
+/// (with the CSRF cookie and field), the PDS's sign-in page, and the redirect back to
+/// its callback. Returns the cookie jar holding `atelier_session`.
+///
+/// # Errors
+/// When a step fails; the error names the step.
+pub async fn sign_in_through_appview(
+    base: &str,
+    handle: &str,
+    password: &str,
+    did: &str,
+) -> Result<Jar, SandboxError> {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .map_err(|e| SandboxError::Http {
+            method: "AppView sign-in".to_owned(),
+            url: base.to_owned(),
+            source: e,
+        })?;
+    let transport = |step: &str, source| SandboxError::Http {
+        method: format!("AppView sign-in: {step}"),
+        url: base.to_owned(),
+        source,
+    };
+    let mut jar = Jar::default();
+    let response = http
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .map_err(|e| transport("GET /login", e))?;
+    jar.absorb(&response);
+    let csrf = jar
+        .get("atelier_csrf")
+        .ok_or_else(|| {
+            failed(
+                "GET /login",
+                base,
+                response.status().as_u16(),
+                "no CSRF cookie",
+            )
+        })?
+        .to_owned();
+    let form = reqwest::Url::parse_with_params(
+        "http://form.invalid/",
+        [("handle", handle), ("csrf", csrf.as_str())],
+    )
+    .map_err(|e| failed("POST /login", base, 0, &e.to_string()))?
+    .query()
+    .unwrap_or_default()
+    .to_owned();
+    let response = http
+        .post(format!("{base}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("origin", base)
+        .header("cookie", jar.header())
+        .body(form)
+        .send()
+        .await
+        .map_err(|e| transport("POST /login", e))?;
+    let location = |r: &reqwest::Response| {
+        r.headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let Some(authorize_url) = location(&response).filter(|_| response.status().as_u16() == 303)
+    else {
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap_or_default();
+        return Err(failed("POST /login", base, status, &body));
+    };
+    let redirect = sign_in_at_authorize_page(&authorize_url, handle, password, did).await?;
+    let response = http
+        .get(&redirect)
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .map_err(|e| transport("callback", e))?;
+    jar.absorb(&response);
+    if jar.get("atelier_session").is_none() {
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap_or_default();
+        return Err(failed("callback", &redirect, status, &body));
+    }
+    Ok(jar)
+}

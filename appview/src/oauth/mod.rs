@@ -37,8 +37,8 @@ pub use client::{
     CallbackParams, ClientConfig, ClientKind, OAuthClient, PendingAuthorization, Session,
     XrpcInput, XrpcRequest,
 };
-pub use http::Progress;
 pub use dpop::DpopKey;
+pub use http::Progress;
 pub use metadata::{AuthServerMetadata, Discovered};
 pub use metrics::OAuthMetrics;
 pub use store::{SessionKeys, SessionStore, StoreError};

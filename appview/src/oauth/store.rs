@@ -372,6 +372,11 @@ impl SessionStore {
         })
     }
 
+    /// The database pool (the publishing log keeps its tables in the same file).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// Stores a new session; returns the opaque id for the browser cookie.
     pub async fn create(&self, session: &Session) -> Result<String, StoreError> {
         let cookie = BASE64URL_NOPAD.encode(&random_bytes::<32>()?);

@@ -13,7 +13,7 @@ mod cache;
 mod notifications;
 mod page;
 mod report;
-mod signin;
+pub(crate) mod signin;
 mod xrpc;
 
 pub use report::ReportsConfig;
@@ -192,11 +192,13 @@ pub async fn run(
         })
     };
 
-    let (plc_url, allow_loopback) = match &config.ingest {
-        Some(i) => (i.plc_url.clone(), i.allow_loopback),
-        None => (IngestConfig::new("").plc_url, false),
+    // Identities resolve through the PLC that ingest uses, else sign-in's.
+    let (plc_url, allow_loopback) = match (&config.ingest, &config.oauth) {
+        (Some(i), _) => (i.plc_url.clone(), i.allow_loopback),
+        (None, Some(o)) => (o.plc_url.clone(), o.allow_loopback),
+        (None, None) => (IngestConfig::new("").plc_url, false),
     };
-    let (_, resolver) =
+    let (guard, resolver) =
         ingest::identity(&plc_url, allow_loopback).map_err(|reason| AppViewError::Source {
             source_url: plc_url.clone(),
             reason,
@@ -215,6 +217,37 @@ pub async fn run(
             stopped(stop_rx.clone()),
         ))
     });
+    let publisher = match (&config.publish, &signin) {
+        (Some(publish), Some(signin)) => Some(Arc::new(
+            crate::publish::Publisher::new(
+                publish.clone(),
+                Arc::clone(signin),
+                Arc::clone(&store),
+                Arc::clone(&stats),
+                resolver.clone(),
+                guard,
+            )
+            .await
+            .map_err(|e| AppViewError::Serve(format!("publishing: {e}")))?,
+        )),
+        (Some(_), None) => {
+            return Err(AppViewError::Serve(
+                "publishing needs sign-in: configure oauth as well".into(),
+            ));
+        }
+        (None, _) => None,
+    };
+    let reconcile_task = publisher.as_ref().map(|publisher| {
+        let every = publisher
+            .config
+            .confirm_after
+            .min(crate::publish::reconcile::EVERY);
+        tokio::spawn(crate::publish::reconcile::run(
+            Arc::clone(publisher),
+            every,
+            stopped(stop_rx.clone()),
+        ))
+    });
     let shared = Arc::new(Shared {
         store: Arc::clone(&store),
         stats,
@@ -225,7 +258,7 @@ pub async fn run(
         stop: stop_rx.clone(),
         query_times: QueryTimes::default(),
         signin: signin.clone(),
-        publisher: None,
+        publisher,
         reports: config.reports.clone(),
     });
     let app = xrpc::router(shared);
@@ -257,6 +290,9 @@ pub async fn run(
         Err(e) => error!(error = %e, "label sync task failed"),
     }
     if let Some(task) = cleanup_task {
+        let _ = task.await;
+    }
+    if let Some(task) = reconcile_task {
         let _ = task.await;
     }
     if let Some(signin) = &signin {

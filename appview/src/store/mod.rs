@@ -248,6 +248,21 @@ pub trait Store: Send + Sync + 'static {
     fn record_cids(&self)
     -> impl Future<Output = Result<Vec<(String, String)>, StoreError>> + Send;
 
+    /// A record's stored CID and whether it is still pending (inserted by the publishing
+    /// API, not yet delivered by the firehose); `None` if it is not indexed.
+    fn record_state(
+        &self,
+        uri: &str,
+    ) -> impl Future<Output = Result<Option<(String, bool)>, StoreError>> + Send;
+
+    /// Pending records indexed before `before_us` (Unix microseconds), as `(uri, cid)`,
+    /// oldest first, at most `limit`.
+    fn pending_records(
+        &self,
+        before_us: i64,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<(String, String)>, StoreError>> + Send;
+
     /// Makes `sources` (labeler DIDs) the label sources whose labels apply; labels stored
     /// from other sources stay, but stop applying until their source is configured again.
     fn set_label_sources(
@@ -527,6 +542,18 @@ impl Store for AnyStore {
 
     async fn record_cids(&self) -> Result<Vec<(String, String)>, StoreError> {
         forward!(self.record_cids())
+    }
+
+    async fn record_state(&self, uri: &str) -> Result<Option<(String, bool)>, StoreError> {
+        forward!(self.record_state(uri))
+    }
+
+    async fn pending_records(
+        &self,
+        before_us: i64,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        forward!(self.pending_records(before_us, limit))
     }
 
     async fn set_label_sources(&self, sources: &[String]) -> Result<(), StoreError> {

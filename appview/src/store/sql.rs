@@ -89,6 +89,9 @@ macro_rules! sql_store {
                             .await?;
                     }
                 }
+                Change::Optimistic(row) => {
+                    applied.records_written += insert_pending(tx, row).await?;
+                }
                 Change::Profile(profile) => set_profile(tx, profile).await?,
                 Change::DeleteProfile { did } => {
                     sqlx::query(
@@ -346,7 +349,8 @@ macro_rules! sql_store {
                      created_at = excluded.created_at, indexed_us = excluded.indexed_us, \
                      code = excluded.code, slug = excluded.slug, \
                      record_json = excluded.record_json, repairs_json = excluded.repairs_json, \
-                     remix_of = excluded.remix_of WHERE records.cid <> excluded.cid",
+                     remix_of = excluded.remix_of, pending = FALSE \
+                     WHERE records.cid <> excluded.cid OR records.pending",
                 );
                 changed += q.build().execute(&mut **tx).await?.rows_affected();
                 // Every author gets an actor row (profile and status come later, or never).
@@ -361,6 +365,47 @@ macro_rules! sql_store {
                 q.build().execute(&mut **tx).await?;
             }
             Ok(changed)
+        }
+
+        /// Inserts a record the publishing API wrote, as pending, unless its URI is
+        /// already indexed (the firehose delivered it first). Returns rows inserted.
+        async fn insert_pending(
+            tx: &mut Transaction<'_, Db>,
+            row: &RecordRow,
+        ) -> Result<u64, StoreError> {
+            let repairs =
+                serde_json::to_string(&row.repairs).map_err(|e| StoreError::Corrupt {
+                    what: "repairs",
+                    detail: e.to_string(),
+                })?;
+            let now = now_us();
+            let inserted = sqlx::query(
+                "INSERT INTO records (uri, did, collection, rkey, cid, created_at, indexed_us, \
+                 code, slug, record_json, repairs_json, remix_of, pending) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, TRUE) \
+                 ON CONFLICT (uri) DO NOTHING",
+            )
+            .bind(&row.uri)
+            .bind(&row.did)
+            .bind(&row.collection)
+            .bind(&row.rkey)
+            .bind(&row.cid)
+            .bind(row.created_at.as_deref().unwrap_or(""))
+            .bind(now)
+            .bind(&row.code)
+            .bind(&row.slug)
+            .bind(row.record.to_string())
+            .bind(repairs)
+            .bind(&row.remix_of)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+            sqlx::query("INSERT INTO actors (did, updated_us) VALUES ($1, $2) ON CONFLICT (did) DO NOTHING")
+                .bind(&row.did)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+            Ok(inserted)
         }
 
         /// Inserts or updates follow edges, many per statement.
@@ -1135,6 +1180,38 @@ macro_rules! sql_store {
                     .iter()
                     .map(|r| Ok((r.try_get("uri")?, r.try_get("cid")?)))
                     .collect::<Result<Vec<_>, sqlx::Error>>()?)
+            }
+
+            async fn record_state(
+                &self,
+                uri: &str,
+            ) -> Result<Option<(String, bool)>, StoreError> {
+                let row = sqlx::query("SELECT cid, pending FROM records WHERE uri = $1")
+                    .bind(uri)
+                    .fetch_optional(&self.readers)
+                    .await?;
+                Ok(match row {
+                    Some(r) => Some((r.try_get("cid")?, r.try_get("pending")?)),
+                    None => None,
+                })
+            }
+
+            async fn pending_records(
+                &self,
+                before_us: i64,
+                limit: i64,
+            ) -> Result<Vec<(String, String)>, StoreError> {
+                Ok(sqlx::query(
+                    "SELECT uri, cid FROM records WHERE pending AND indexed_us < $1 \
+                     ORDER BY indexed_us LIMIT $2",
+                )
+                .bind(before_us)
+                .bind(limit)
+                .fetch_all(&self.readers)
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get("uri")?, r.try_get("cid")?)))
+                .collect::<Result<Vec<_>, sqlx::Error>>()?)
             }
         }
     };

@@ -62,17 +62,7 @@ pub enum AutoflagError {
     Store(#[from] super::StoreError),
 }
 
-/// The text fields of an AC record type that the filter reads.
-pub fn text_fields(collection: &str) -> &'static [&'static str] {
-    match collection {
-        // Some moods in the wild carry `text` instead of `mood`.
-        "computer.aesthetic.mood" => &["mood", "text"],
-        "computer.aesthetic.kidlisp" => &["source"],
-        "computer.aesthetic.news" => &["headline", "body"],
-        "computer.aesthetic.paper" => &["title"],
-        _ => &[],
-    }
-}
+pub use atelier_appview::index::text_fields;
 
 /// The auto-flag for `record` (JSON) of `collection`, if the filter matches any of its
 /// text: the field and its masked text, cut to [`QUOTE_CHARS`].
