@@ -20,7 +20,8 @@
 //!   when the client sends it twice;
 //! - the PDS killed during a publish: retried until it is back, one record;
 //! - delete; the reconciler confirms a record the firehose never brought and removes one
-//!   the PDS no longer has.
+//!   the PDS no longer has;
+//! - the per-viewer queries accept the signed-in session (from the AppView's own origin).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::PermissionsExt;
@@ -280,6 +281,24 @@ async fn run() {
             .unwrap()
             .contains(&json!("repo:computer.aesthetic.painting"))
     );
+
+    // The per-viewer queries take the signed-in session too (same origin only).
+    let unread = a
+        .get("/xrpc/computer.aesthetic.notification.getUnreadCount")
+        .await;
+    assert_eq!(unread["count"], 0, "{unread}");
+    let response = a
+        .http
+        .get(format!(
+            "{}/xrpc/computer.aesthetic.notification.listNotifications",
+            a.base
+        ))
+        .header("cookie", a.jar.header())
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
 
     // A thumbnail, uploaded twice: the second time from the deduplication log.
     let (status, first) = a.blob(PNG.to_vec(), "image/png", Some("thumb-1")).await;

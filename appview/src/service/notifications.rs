@@ -5,8 +5,9 @@
 //!
 //! Every endpoint here is per user: the viewer is the `iss` of an inter-service token in
 //! `Authorization: Bearer` (minted by the viewer's PDS with `getServiceAuth`, `aud` the
-//! AppView's DID, `lxm` the method), verified by [`crate::auth::ServiceAuth`]. None of
-//! these responses go through the response cache.
+//! AppView's DID, `lxm` the method), verified by [`crate::auth::ServiceAuth`], or, for
+//! AC's pages on this AppView, the account signed in here (the `atelier_session` cookie,
+//! same origin only). None of these responses go through the response cache.
 //!
 //! The live stream sends each notification as a JSON text message (a
 //! `notificationView`), oldest first. `?cursor=<id>` resumes after the notification with
@@ -24,6 +25,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 
 use super::Shared;
+use super::signin::{SESSION_COOKIE, cookie_value, origin_allowed};
 use super::xrpc::{Params, XrpcError, respond};
 use crate::auth::ServiceAuth;
 use crate::relay::lexicons::generated::computer::aesthetic::feed::get_following;
@@ -41,12 +43,52 @@ const PING_EVERY: Duration = Duration::from_secs(30);
 /// Notifications read per store query while catching up.
 const STREAM_PAGE: usize = 100;
 
-/// The viewer named by the request's bearer token for method `lxm`.
+/// The viewer: the `iss` of the request's bearer token for method `lxm`, or, without
+/// one, the account signed in to this AppView (the `atelier_session` cookie), when
+/// sign-in is configured.
+///
+/// Cookie-authenticated requests must come from the AppView's own origin (a WebSocket
+/// handshake always carries `Origin`, so another site cannot open the stream with the
+/// user's cookie), and `updateSeen` must be sent as `application/json` (a cross-site
+/// form cannot send that).
 async fn viewer(shared: &Shared, headers: &HeaderMap, lxm: &str) -> Result<String, XrpcError> {
     let header = headers
         .get(axum::http::header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or_default())
         .unwrap_or_default();
+    if header.is_empty()
+        && let Some(signin) = &shared.signin
+        && let Some(cookie) = cookie_value(headers, SESSION_COOKIE)
+    {
+        let origin = headers
+            .get(axum::http::header::ORIGIN)
+            .and_then(|v| v.to_str().ok());
+        if !origin_allowed(origin, &signin.origin) {
+            return Err(XrpcError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "Forbidden",
+                "signed-in requests must come from this AppView's own pages".into(),
+            ));
+        }
+        if lxm == update_seen::NSID {
+            let json = headers
+                .get(axum::http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(';').next())
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+            if !json {
+                return Err(XrpcError::invalid("send the body as application/json"));
+            }
+        }
+        return match signin.sessions.load(cookie).await {
+            Ok(session) => Ok(session.did),
+            Err(e) => Err(XrpcError::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "AuthRequired",
+                format!("sign in again ({e})"),
+            )),
+        };
+    }
     let verified = async {
         let token = ServiceAuth::bearer(header)?;
         shared.auth.verify(token, Some(lxm)).await
