@@ -539,10 +539,10 @@ impl Publisher {
         collection: &str,
         mut record: Value,
     ) -> Result<(Value, Vec<String>), PublishError> {
-        if !collection.starts_with("computer.aesthetic.") || self.catalog.get(collection).is_none()
-        {
+        if !super::COLLECTIONS.contains(&collection) {
             return Err(PublishError::UnknownCollection(format!(
-                "{collection:?} is not an AC record type this AppView publishes"
+                "{collection:?} is not a record type this AppView publishes (one of {})",
+                super::COLLECTIONS.join(", ")
             )));
         }
         let Some(object) = record.as_object_mut() else {

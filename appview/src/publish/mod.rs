@@ -55,6 +55,28 @@ use crate::store::AnyStore;
 
 pub use http::routes;
 
+/// The record types the publishing API writes (AC's media and the follow graph).
+pub const COLLECTIONS: &[&str] = &[
+    "computer.aesthetic.painting",
+    "computer.aesthetic.kidlisp",
+    "computer.aesthetic.mood",
+    "computer.aesthetic.piece",
+    "computer.aesthetic.tape",
+    "computer.aesthetic.graph.follow",
+];
+
+/// The OAuth scope a deployment that publishes asks for: `atproto`, `repo:` for each of
+/// [`COLLECTIONS`], and the blob types it uploads.
+pub fn default_scope() -> String {
+    let mut scope = String::from("atproto");
+    for collection in COLLECTIONS {
+        scope.push_str(" repo:");
+        scope.push_str(collection);
+    }
+    scope.push_str(" blob:image/* blob:video/*");
+    scope
+}
+
 /// The publishing pipeline's settings (`appview.publish`).
 #[derive(Debug, Clone)]
 pub struct PublishConfig {

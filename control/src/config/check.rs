@@ -34,6 +34,7 @@ impl AtelierConfig {
         self.check_pds(base_dir)?;
         self.check_store(base_dir)?;
         self.check_admin()?;
+        self.check_signin()?;
         for (i, labeler) in self.services.appview.labelers.iter().enumerate() {
             labeler.check().map_err(|(field, reason)| CheckError {
                 key: format!("services.appview.labelers[{i}].{field}"),
@@ -163,6 +164,70 @@ impl AtelierConfig {
                     );
                 }
                 _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn check_signin(&self) -> Result<(), CheckError> {
+        let appview = &self.services.appview;
+        if appview.signin.enabled && self.profile == Profile::Production {
+            return bad(
+                "services.appview.signin.enabled",
+                "sign-in in production needs the confidential web client, which is not built \
+                 yet; set it to false (the loopback client is for the sandbox only)",
+            );
+        }
+        if let Some(url) = &appview.signin.public_url {
+            let parsed = url::Url::parse(url);
+            let loopback = parsed.as_ref().is_ok_and(|u| {
+                u.scheme() == "http"
+                    && matches!(u.host_str(), Some("127.0.0.1" | "[::1]"))
+                    && u.path() == "/"
+            });
+            if !loopback {
+                return bad(
+                    "services.appview.signin.public_url",
+                    format!(
+                        "the loopback client needs http://127.0.0.1:PORT or http://[::1]:PORT, \
+                         got {url:?}"
+                    ),
+                );
+            }
+        }
+        if let Some(scope) = &appview.signin.scope
+            && !scope.split(' ').any(|s| s == "atproto")
+        {
+            return bad(
+                "services.appview.signin.scope",
+                "must include \"atproto\"",
+            );
+        }
+        let publish = &appview.publish;
+        if publish.enabled && !appview.signin.enabled {
+            return bad(
+                "services.appview.publish.enabled",
+                "publishing needs sign-in: set services.appview.signin.enabled too, or this to false",
+            );
+        }
+        if publish.max_image_bytes == 0 {
+            return bad("services.appview.publish.max_image_bytes", "must be more than 0");
+        }
+        if publish.max_video_bytes == 0 {
+            return bad("services.appview.publish.max_video_bytes", "must be more than 0");
+        }
+        let pds_limit = self.services.pds.blob_limit_bytes;
+        for (key, limit) in [
+            ("services.appview.publish.max_image_bytes", publish.max_image_bytes),
+            ("services.appview.publish.max_video_bytes", publish.max_video_bytes),
+        ] {
+            if limit > pds_limit {
+                return bad(
+                    key,
+                    format!(
+                        "{limit} is more than the PDS accepts (services.pds.blob_limit_bytes: {pds_limit})"
+                    ),
+                );
             }
         }
         Ok(())

@@ -227,6 +227,49 @@ impl Loaded {
             .as_ref()
             .map_or_else(|| config.labels.plc_url.clone(), |i| i.plc_url.clone());
         config.labels.allow_loopback = sandbox;
+        if appview.signin.enabled {
+            let signin = &appview.signin;
+            let public_url = signin.public_url.clone().unwrap_or_else(|| {
+                format!("http://{}", reachable(services.appview.listen()))
+            });
+            let scope = signin
+                .scope
+                .clone()
+                .unwrap_or_else(atelier_appview::publish::default_scope);
+            let data_dir = self.data_dir();
+            let mut oauth = atelier_appview::service::OAuthServiceConfig::new(
+                public_url,
+                scope,
+                data_dir.join("appview/sessions.sqlite"),
+                "oauth-1",
+                secrets::secrets_dir(&data_dir).join("oauth_token_key"),
+            );
+            oauth.plc_url = self.plc_url();
+            oauth.allow_loopback = sandbox;
+            config.oauth = Some(oauth);
+        }
+        let publish = &appview.publish;
+        if publish.enabled {
+            let relative = |paths: &[PathBuf]| -> Vec<PathBuf> {
+                paths.iter().map(|p| self.base_dir.join(p)).collect()
+            };
+            let filter = atelier_appview::safety::SafetyFilter::with_files(
+                &relative(&publish.safety_words),
+                &relative(&publish.safety_allow),
+            )
+            .map_err(|e| format!("services.appview.publish: {e}"))?;
+            config.publish = Some(atelier_appview::publish::PublishConfig {
+                max_image_bytes: publish.max_image_bytes,
+                max_video_bytes: publish.max_video_bytes,
+                text_policy: match publish.text_policy {
+                    schema::TextPolicy::Block => atelier_appview::safety::Policy::Block,
+                    schema::TextPolicy::Mask => atelier_appview::safety::Policy::Mask,
+                    schema::TextPolicy::Allow => atelier_appview::safety::Policy::Allow,
+                },
+                filter,
+                ..atelier_appview::publish::PublishConfig::default()
+            });
+        }
         Ok(config)
     }
 }

@@ -60,6 +60,9 @@ impl AtelierConfig {
         services.plc = None;
         services.relay = None;
         services.pds.crawlers = vec!["https://bsky.network".to_owned()];
+        // Sign-in needs the confidential web client in production (not built yet).
+        services.appview.signin.enabled = false;
+        services.appview.publish.enabled = false;
         AtelierConfig {
             profile: Profile::Production,
             hostname: hostname.to_owned(),
@@ -324,6 +327,10 @@ pub struct AppviewConfig {
     /// Labelers whose labels apply to what the AppView serves: `!takedown`, `!hide` and
     /// `!suspend` hide a record or an account, other labels ride on the views.
     pub labelers: Vec<LabelerConfig>,
+    /// Sign-in with ATProto OAuth (`/login`, `/account`, `/logout`).
+    pub signin: SigninConfig,
+    /// The publishing API (`/publish/...`) for signed-in users.
+    pub publish: PublishConfig,
 }
 
 impl Default for AppviewConfig {
@@ -334,8 +341,81 @@ impl Default for AppviewConfig {
             store: StoreConfig::default(),
             source: None,
             labelers: Vec::new(),
+            signin: SigninConfig::default(),
+            publish: PublishConfig::default(),
         }
     }
+}
+
+/// Sign-in with ATProto OAuth on the AppView.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct SigninConfig {
+    /// Serve the sign-in pages. Only the loopback client exists so far, so this needs the
+    /// sandbox profile.
+    pub enabled: bool,
+    /// The AppView's public URL (the OAuth redirect goes to it). `null`:
+    /// `http://127.0.0.1:PORT` with the AppView's port.
+    pub public_url: Option<String>,
+    /// The OAuth scopes asked for, space-separated. `null`: `atproto`, `repo:` for each
+    /// AC record type, and `blob:image/* blob:video/*`.
+    pub scope: Option<String>,
+}
+
+impl Default for SigninConfig {
+    fn default() -> Self {
+        SigninConfig {
+            enabled: true,
+            public_url: None,
+            scope: None,
+        }
+    }
+}
+
+/// The AppView's publishing API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct PublishConfig {
+    /// Serve the publishing API (needs `signin.enabled`).
+    pub enabled: bool,
+    /// What the safety filter's matches in a published text do: `block` (refused, the
+    /// field named), `mask` (published with the matches replaced by `_`) or `allow`.
+    pub text_policy: TextPolicy,
+    /// Largest image upload (painting thumbnails), bytes.
+    pub max_image_bytes: u64,
+    /// Largest video upload (tapes), bytes; at most `services.pds.blob_limit_bytes`.
+    pub max_video_bytes: u64,
+    /// Extra word-list files for the safety filter (docs/safety-filter.md), relative to
+    /// the directory of atelier.yaml.
+    pub safety_words: Vec<PathBuf>,
+    /// Extra allow-list files for the safety filter.
+    pub safety_allow: Vec<PathBuf>,
+}
+
+impl Default for PublishConfig {
+    fn default() -> Self {
+        PublishConfig {
+            enabled: true,
+            text_policy: TextPolicy::Block,
+            max_image_bytes: 1024 * 1024,
+            max_video_bytes: 50 * 1024 * 1024,
+            safety_words: Vec::new(),
+            safety_allow: Vec::new(),
+        }
+    }
+}
+
+/// See [`PublishConfig::text_policy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TextPolicy {
+    /// Refuse the publish.
+    #[default]
+    Block,
+    /// Publish with the matches masked.
+    Mask,
+    /// Publish as written (moderators can still be alerted by auto-flags).
+    Allow,
 }
 
 /// A stream the AppView follows.
