@@ -57,8 +57,22 @@ pub struct FromConfig {
 
 impl FromConfig {
     /// Points the AppView and the relay at the labeler `did` (its labels and takedowns
-    /// apply to what they serve), unless the file already lists it.
-    fn follow_labeler(&mut self, did: &str) {
+    /// apply to what they serve), unless the file already lists it, and sends the
+    /// AppView's signed-in users' reports to it at `url` (asking for the scope that
+    /// needs).
+    fn follow_labeler(&mut self, did: &str, url: &str) {
+        if let Some(oauth) = &mut self.appview.oauth {
+            let reports = atelier_appview::service::ReportsConfig {
+                labeler_did: did.to_owned(),
+                labeler_url: url.to_owned(),
+            };
+            let scope = reports.required_scope();
+            if !oauth.scope.split(' ').any(|s| s == scope) {
+                oauth.scope.push(' ');
+                oauth.scope.push_str(&scope);
+            }
+            self.appview.reports = Some(reports);
+        }
         let sources = &mut self.appview.labels.sources;
         if !sources.iter().any(|s| s.did == did) {
             sources.push(atelier_appview::labels::LabelSource {
@@ -271,7 +285,7 @@ async fn reload(
     args: &mut PdsArgs,
     relay: &mut Option<Relay>,
     appview: &mut Option<AppView>,
-    labeler: Option<&str>,
+    labeler: Option<(&str, &str)>,
 ) -> anyhow::Result<()> {
     use crate::up_cmd::Step;
     let file = args
@@ -281,8 +295,8 @@ async fn reload(
     let new = crate::up_cmd::up_args(Some(file), None, args.appview_port_override)?;
     let steps = crate::up_cmd::plan(Some(&args.fingerprints), &new.fingerprints);
     let mut from = new.from_config.clone().context("no configuration")?;
-    if let Some(did) = labeler {
-        from.follow_labeler(did);
+    if let Some((did, url)) = labeler {
+        from.follow_labeler(did, url);
     }
     for (name, step) in steps {
         if step == Step::Leave {
@@ -363,7 +377,7 @@ pub async fn run_pds(args: PdsArgs) -> anyhow::Result<()> {
             setup.services = dashboard_probes(&sandbox, from_config.as_deref(), args.appview);
             let running = crate::console::up::start(&setup, &sandbox).await?;
             if let Some(c) = from_config.as_mut() {
-                c.follow_labeler(&running.labeler_did);
+                c.follow_labeler(&running.labeler_did, &running.url());
             }
             Some(running)
         }
@@ -447,7 +461,11 @@ pub async fn run_pds(args: PdsArgs) -> anyhow::Result<()> {
             _ = term.recv() => break None,
             _ = hup.recv() => {
                 // `atelier up` again, with a changed file: apply it.
-                let labeler = console.as_ref().map(|c| c.labeler_did.as_str());
+                let url = console.as_ref().map(crate::console::up::RunningConsole::url);
+                let labeler = console
+                    .as_ref()
+                    .zip(url.as_deref())
+                    .map(|(c, url)| (c.labeler_did.as_str(), url));
                 if let Err(e) = reload(&sandbox, &mut args, &mut relay, &mut appview, labeler).await {
                     eprintln!("Reload: {e:#}");
                 }

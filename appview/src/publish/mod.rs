@@ -357,9 +357,6 @@ pub struct Publisher {
     pub(crate) log: log::PublishLog,
     pub(crate) progress: progress::ProgressHub,
     pub(crate) metrics: PublishMetrics,
-    /// One lock per session: calls that may refresh its tokens run one at a time
-    /// (a refresh token is single-use).
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Resolves authors' PDSes for the reconciler.
     pub(crate) resolver: Resolver,
     /// Fetches public records for the reconciler.
@@ -399,7 +396,6 @@ impl Publisher {
             log,
             progress: progress::ProgressHub::default(),
             metrics: PublishMetrics::default(),
-            locks: Mutex::new(HashMap::new()),
             resolver,
             guard,
         })
@@ -410,16 +406,9 @@ impl Publisher {
         self.metrics.render(out);
     }
 
-    /// The lock for the session behind `cookie`.
+    /// The lock for the session behind `cookie` (shared with the other users of
+    /// sessions).
     pub(crate) fn session_lock(&self, cookie: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = match self.locks.lock() {
-            Ok(l) => l,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        // Unused locks (only the map holds them) go when the map grows.
-        if locks.len() > 1024 {
-            locks.retain(|_, l| Arc::strong_count(l) > 1);
-        }
-        Arc::clone(locks.entry(cookie.to_owned()).or_default())
+        self.signin.session_lock(cookie)
     }
 }

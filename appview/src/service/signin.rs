@@ -123,6 +123,9 @@ pub(crate) struct SignIn {
     secure: bool,
     /// Sign-in counters for `/metrics`.
     pub(crate) metrics: crate::oauth::OAuthMetrics,
+    /// One lock per session: calls that may refresh its tokens (publishing, reports) run
+    /// one at a time, since a refresh token is single-use.
+    locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl SignIn {
@@ -183,7 +186,22 @@ impl SignIn {
             origin,
             secure,
             metrics: crate::oauth::OAuthMetrics::default(),
+            locks: std::sync::Mutex::default(),
         })
+    }
+
+    /// The lock of the session behind `cookie`: hold it from loading the session until
+    /// it is saved again.
+    pub(crate) fn session_lock(&self, cookie: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = match self.locks.lock() {
+            Ok(l) => l,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        // Locks nobody holds (only the map has them) go when the map grows.
+        if locks.len() > 1024 {
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        Arc::clone(locks.entry(cookie.to_owned()).or_default())
     }
 
     /// A `Set-Cookie` header; `None` clears the cookie.

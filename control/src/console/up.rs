@@ -63,6 +63,13 @@ pub struct RunningConsole {
     pub task: tokio::task::JoinHandle<Result<(), ConsoleError>>,
 }
 
+impl RunningConsole {
+    /// The console's base URL (where the labeler's XRPC methods are).
+    pub fn url(&self) -> String {
+        format!("http://{}", crate::config::reachable(self.addr))
+    }
+}
+
 /// Makes the labeler's identity on `sandbox` and starts the console.
 ///
 /// # Errors
