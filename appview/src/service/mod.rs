@@ -10,6 +10,7 @@
 //! rather than serving an index that no longer moves.
 
 mod cache;
+mod kit;
 mod notifications;
 mod page;
 mod report;

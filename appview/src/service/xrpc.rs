@@ -102,6 +102,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .merge(signin)
         .merge(publish)
         .merge(reports)
+        .merge(super::kit::routes())
         .with_state(shared)
 }
 
