@@ -420,6 +420,35 @@ async fn run() {
         (422, Some("IdempotencyKeyReused"))
     );
 
+    // The account page lists it; a sign-in link can fill the handle in.
+    let page = a
+        .http
+        .get(format!("{}/account", a.base))
+        .header("cookie", a.jar.header())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(&format!("painting: <code>{uri}</code>")),
+        "{page}"
+    );
+    let page = a
+        .http
+        .get(format!("{}/login?handle={}", a.base, account.handle))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(&format!("value=\"{}\"", account.handle)),
+        "{page}"
+    );
+
     // Bad records.
     let (status, body) = a
         .record(

@@ -137,19 +137,7 @@ impl PublishLog {
 
     /// The answers of `did`'s latest finished publishes, newest first.
     pub async fn recent(&self, did: &str, limit: i64) -> Result<Vec<Value>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT response FROM publish_request WHERE did = ? AND done_at IS NOT NULL \
-             AND kind = 'record' ORDER BY done_at DESC, rowid DESC LIMIT ?",
-        )
-        .bind(did)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| r.try_get::<String, _>("response").ok())
-            .filter_map(|r| serde_json::from_str(&r).ok())
-            .collect())
+        recent(&self.pool, did, limit).await
     }
 
     /// The blob with these bytes (by SHA-256, hex) already uploaded for `did`, if any.
@@ -206,4 +194,23 @@ impl PublishLog {
 
 fn now() -> i64 {
     atelier_relay::jetstream::now_us()
+}
+
+/// The answers of `did`'s latest finished record publishes in `pool`'s log, newest first
+/// (for pages that read the log without holding a [`PublishLog`]). Fails when the log's
+/// tables do not exist (publishing never ran).
+pub async fn recent(pool: &SqlitePool, did: &str, limit: i64) -> Result<Vec<Value>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT response FROM publish_request WHERE did = ? AND done_at IS NOT NULL \
+         AND kind = 'record' ORDER BY done_at DESC, rowid DESC LIMIT ?",
+    )
+    .bind(did)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| r.try_get::<String, _>("response").ok())
+        .filter_map(|r| serde_json::from_str(&r).ok())
+        .collect())
 }

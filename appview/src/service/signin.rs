@@ -271,6 +271,31 @@ struct AccountPage<'a> {
     handle_verified: bool,
     scopes: Vec<&'a str>,
     pds_url: &'a str,
+    published: Vec<Published>,
+}
+
+/// One record on the account page's list of what was published here.
+struct Published {
+    /// The record type's short name (`painting`, `mood`, ...).
+    kind: String,
+    uri: String,
+}
+
+impl Published {
+    /// From a publish answer (`{uri, cid, status, ...}`) in the publishing log.
+    fn from_answer(answer: &serde_json::Value) -> Option<Published> {
+        let uri = answer["uri"].as_str()?;
+        let collection = uri.strip_prefix("at://")?.split('/').nth(1)?;
+        let kind = collection
+            .rsplit('.')
+            .next()
+            .unwrap_or(collection)
+            .to_owned();
+        Some(Published {
+            kind,
+            uri: uri.to_owned(),
+        })
+    }
 }
 
 /// The request's CSRF token (its cookie), or a new one with `Some` of it to set as the
@@ -481,8 +506,18 @@ fn no_such_account(error: &IdentityError) -> bool {
 }
 
 /// `GET /login`.
-async fn login_form(State(signin): State<Arc<SignIn>>, headers: HeaderMap) -> Response {
-    login_page(&signin, &headers, StatusCode::OK, "", None)
+async fn login_form(
+    State(signin): State<Arc<SignIn>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    // `/login?handle=alice.example` fills the form in (a client's "sign in" link).
+    let handle = query
+        .as_deref()
+        .and_then(|q| form_field(q.as_bytes(), "handle"))
+        .unwrap_or_default();
+    let handle: String = handle.trim().chars().take(253).collect();
+    login_page(&signin, &headers, StatusCode::OK, &handle, None)
 }
 
 /// `POST /login`: start the sign-in and send the browser to the authorization server.
@@ -651,6 +686,14 @@ async fn account(State(signin): State<Arc<SignIn>>, headers: HeaderMap) -> Respo
             "The page could not be drawn.",
         );
     };
+    // What this account published through the AppView (none if publishing never ran).
+    let published: Vec<Published> =
+        crate::publish::log::recent(signin.sessions.pool(), &session.did, 20)
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter_map(Published::from_answer)
+            .collect();
     let page = AccountPage {
         csrf: &csrf,
         did: &session.did,
@@ -658,6 +701,7 @@ async fn account(State(signin): State<Arc<SignIn>>, headers: HeaderMap) -> Respo
         handle_verified,
         scopes: session.scope.split(' ').filter(|s| !s.is_empty()).collect(),
         pds_url: &session.pds_url,
+        published,
     };
     match page.render() {
         Ok(body) => {
