@@ -435,7 +435,6 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

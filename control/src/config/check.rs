@@ -198,10 +198,7 @@ impl AtelierConfig {
         if let Some(scope) = &appview.signin.scope
             && !scope.split(' ').any(|s| s == "atproto")
         {
-            return bad(
-                "services.appview.signin.scope",
-                "must include \"atproto\"",
-            );
+            return bad("services.appview.signin.scope", "must include \"atproto\"");
         }
         let publish = &appview.publish;
         if publish.enabled && !appview.signin.enabled {
@@ -211,15 +208,27 @@ impl AtelierConfig {
             );
         }
         if publish.max_image_bytes == 0 {
-            return bad("services.appview.publish.max_image_bytes", "must be more than 0");
+            return bad(
+                "services.appview.publish.max_image_bytes",
+                "must be more than 0",
+            );
         }
         if publish.max_video_bytes == 0 {
-            return bad("services.appview.publish.max_video_bytes", "must be more than 0");
+            return bad(
+                "services.appview.publish.max_video_bytes",
+                "must be more than 0",
+            );
         }
         let pds_limit = self.services.pds.blob_limit_bytes;
         for (key, limit) in [
-            ("services.appview.publish.max_image_bytes", publish.max_image_bytes),
-            ("services.appview.publish.max_video_bytes", publish.max_video_bytes),
+            (
+                "services.appview.publish.max_image_bytes",
+                publish.max_image_bytes,
+            ),
+            (
+                "services.appview.publish.max_video_bytes",
+                publish.max_video_bytes,
+            ),
         ] {
             if limit > pds_limit {
                 return bad(

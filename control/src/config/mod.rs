@@ -229,9 +229,10 @@ impl Loaded {
         config.labels.allow_loopback = sandbox;
         if appview.signin.enabled {
             let signin = &appview.signin;
-            let public_url = signin.public_url.clone().unwrap_or_else(|| {
-                format!("http://{}", reachable(services.appview.listen()))
-            });
+            let public_url = signin
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}", reachable(services.appview.listen())));
             let scope = signin
                 .scope
                 .clone()
