@@ -195,6 +195,9 @@ pub struct Session {
     pub(crate) as_nonce: Option<String>,
     /// The latest DPoP nonce from the PDS.
     pub(crate) pds_nonce: Option<String>,
+    /// An AC-only account's session at the bundled PDS (password sign-in, bearer
+    /// tokens, no DPoP; see [`super::custodial`]) rather than an OAuth session.
+    pub(crate) custodial: bool,
 }
 
 impl fmt::Debug for Session {
@@ -205,6 +208,7 @@ impl fmt::Debug for Session {
             .field("issuer", &self.issuer)
             .field("scope", &self.scope)
             .field("expires_at", &self.expires_at)
+            .field("custodial", &self.custodial)
             .finish_non_exhaustive()
     }
 }
@@ -213,6 +217,12 @@ impl Session {
     /// Whether the access token is expired (or about to be).
     pub fn is_expired(&self, now: i64) -> bool {
         now + REFRESH_MARGIN_SECS >= self.expires_at
+    }
+
+    /// Whether this is an AC-only account's session at the bundled PDS (signed in with a
+    /// password there) rather than an OAuth session.
+    pub fn is_custodial(&self) -> bool {
+        self.custodial
     }
 
     /// Whether the granted scopes include `scope` exactly.
@@ -392,6 +402,11 @@ impl OAuthClient {
         })
     }
 
+    /// The guarded HTTP client.
+    pub(crate) fn http(&self) -> &OAuthHttp {
+        &self.http
+    }
+
     /// The client configuration.
     pub fn config(&self) -> &ClientConfig {
         &self.config
@@ -545,12 +560,16 @@ impl OAuthClient {
             dpop_key: pending.dpop_key,
             as_nonce: pending.as_nonce,
             pds_nonce: None,
+            custodial: false,
         })
     }
 
     /// Refreshes the session's tokens (the refresh token rotates: the new one replaces
     /// the old, which the server will not accept again).
     pub async fn refresh(&self, session: &mut Session) -> Result<(), OAuthError> {
+        if session.custodial {
+            return self.refresh_custodial(session).await;
+        }
         let Some(refresh_token) = session.refresh_token.clone() else {
             return Err(OAuthError::SessionEnded {
                 reason: "no refresh token".into(),
@@ -600,6 +619,9 @@ impl OAuthClient {
 
     /// Signs out: revokes the access and refresh tokens at the authorization server.
     pub async fn revoke(&self, session: &mut Session) -> Result<(), OAuthError> {
+        if session.custodial {
+            return self.revoke_custodial(session).await;
+        }
         let Some(endpoint) = session.revocation_endpoint.clone() else {
             return Err(OAuthError::BadMetadata {
                 issuer: session.issuer.clone(),
@@ -635,6 +657,15 @@ impl OAuthClient {
         if session.is_expired(now_unix()) {
             self.refresh(session).await?;
         }
+        if session.custodial {
+            let mut response = self.xrpc_custodial_once(session, request).await?;
+            if response.status == 400 && response.json()["error"] == "ExpiredToken" {
+                // Expired early (a clock difference): one refresh, one retry.
+                self.refresh(session).await?;
+                response = self.xrpc_custodial_once(session, request).await?;
+            }
+            return xrpc_result(&request.nsid, &response);
+        }
         let mut response = self.xrpc_once(session, request).await?;
         if response.status == 401 && www_authenticate_error(&response) == Some("invalid_token") {
             // The token was revoked or expired early: one refresh, one retry.
@@ -650,23 +681,8 @@ impl OAuthClient {
         session: &mut Session,
         request: &XrpcRequest,
     ) -> Result<Response, OAuthError> {
-        let mut url =
-            Url::parse(&format!("{}/xrpc/{}", session.pds_url, request.nsid)).map_err(|e| {
-                OAuthError::BadUrl {
-                    url: session.pds_url.clone(),
-                    reason: e.to_string(),
-                }
-            })?;
-        if !request.params.is_empty() {
-            let mut pairs = url.query_pairs_mut();
-            for (k, v) in &request.params {
-                pairs.append_pair(k, v);
-            }
-        }
-        let method = match request.input {
-            XrpcInput::None => Method::GET,
-            _ => Method::POST,
-        };
+        let url = xrpc_url(&session.pds_url, request)?;
+        let method = method_and_body(&request.input).0;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -682,24 +698,8 @@ impl OAuthClient {
                 header_value(&format!("DPoP {}", session.access_token))?,
             );
             headers.insert("DPoP", header_value(&proof)?);
-            for (name, value) in &request.headers {
-                let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
-                    .map_err(|_| OAuthError::Crypto("a header name is not a token"))?;
-                headers.insert(name, header_value(value)?);
-            }
-            let body = match &request.input {
-                XrpcInput::None => Body::None,
-                XrpcInput::Json(input) => Body::Json(input.clone()),
-                XrpcInput::Bytes {
-                    mime,
-                    data,
-                    progress,
-                } => Body::Bytes {
-                    mime: mime.clone(),
-                    data: data.clone(),
-                    progress: progress.clone(),
-                },
-            };
+            extra_headers(&mut headers, request)?;
+            let body = method_and_body(&request.input).1;
             let response = self
                 .http
                 .send(method.clone(), url.as_str(), headers, body)
@@ -759,8 +759,58 @@ impl OAuthClient {
     }
 }
 
-fn header_value(value: &str) -> Result<HeaderValue, OAuthError> {
+pub(crate) fn header_value(value: &str) -> Result<HeaderValue, OAuthError> {
     HeaderValue::from_str(value).map_err(|_| OAuthError::Crypto("a header value is not ASCII"))
+}
+
+/// The URL of `request` on the PDS at `pds_url`, with its query parameters.
+pub(crate) fn xrpc_url(pds_url: &str, request: &XrpcRequest) -> Result<Url, OAuthError> {
+    let mut url = Url::parse(&format!("{pds_url}/xrpc/{}", request.nsid)).map_err(|e| {
+        OAuthError::BadUrl {
+            url: pds_url.to_owned(),
+            reason: e.to_string(),
+        }
+    })?;
+    if !request.params.is_empty() {
+        let mut pairs = url.query_pairs_mut();
+        for (k, v) in &request.params {
+            pairs.append_pair(k, v);
+        }
+    }
+    Ok(url)
+}
+
+/// Adds `request`'s extra headers to `headers`.
+pub(crate) fn extra_headers(
+    headers: &mut HeaderMap,
+    request: &XrpcRequest,
+) -> Result<(), OAuthError> {
+    for (name, value) in &request.headers {
+        let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| OAuthError::Crypto("a header name is not a token"))?;
+        headers.insert(name, header_value(value)?);
+    }
+    Ok(())
+}
+
+/// The method an input makes (GET without one) and the body that carries it.
+pub(crate) fn method_and_body(input: &XrpcInput) -> (Method, Body) {
+    match input {
+        XrpcInput::None => (Method::GET, Body::None),
+        XrpcInput::Json(value) => (Method::POST, Body::Json(value.clone())),
+        XrpcInput::Bytes {
+            mime,
+            data,
+            progress,
+        } => (
+            Method::POST,
+            Body::Bytes {
+                mime: mime.clone(),
+                data: data.clone(),
+                progress: progress.clone(),
+            },
+        ),
+    }
 }
 
 /// The token response, checked: DPoP-bound and with the `atproto` scope.

@@ -22,6 +22,7 @@
 //! appear in `Debug` output, logs or error messages; at rest they are only ciphertext.
 
 pub mod client;
+pub mod custodial;
 pub mod dpop;
 mod http;
 pub mod metadata;

@@ -271,6 +271,9 @@ struct SealedSession {
     dpop_key_pkcs8: String,
     as_nonce: Option<String>,
     pds_nonce: Option<String>,
+    /// An AC-only account's password session (absent in rows written before them).
+    #[serde(default)]
+    custodial: bool,
 }
 
 /// The at-rest form of a [`PendingAuthorization`].
@@ -301,6 +304,7 @@ fn to_sealed_session(s: &Session) -> SealedSession {
         dpop_key_pkcs8: BASE64URL_NOPAD.encode(s.dpop_key.pkcs8()),
         as_nonce: s.as_nonce.clone(),
         pds_nonce: s.pds_nonce.clone(),
+        custodial: s.custodial,
     }
 }
 
@@ -325,6 +329,7 @@ fn from_sealed_session(s: SealedSession) -> Result<Session, StoreError> {
         refresh_token: s.refresh_token,
         as_nonce: s.as_nonce,
         pds_nonce: s.pds_nonce,
+        custodial: s.custodial,
     })
 }
 

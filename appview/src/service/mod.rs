@@ -15,6 +15,7 @@ mod notifications;
 mod page;
 mod report;
 pub(crate) mod signin;
+mod signup;
 mod xrpc;
 
 pub use report::ReportsConfig;

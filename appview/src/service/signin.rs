@@ -44,7 +44,7 @@ use crate::relay::sync::ssrf::{Dns, DnsError, GuardedClient, SsrfError, SsrfPoli
 /// The session cookie's name.
 pub(crate) const SESSION_COOKIE: &str = "atelier_session";
 /// The CSRF (double submit) cookie's name.
-const CSRF_COOKIE: &str = "atelier_csrf";
+pub(super) const CSRF_COOKIE: &str = "atelier_csrf";
 /// The form field that repeats the CSRF cookie.
 const CSRF_FIELD: &str = "csrf";
 /// The callback's path (the redirect URI is the public URL plus this).
@@ -84,6 +84,10 @@ pub struct OAuthServiceConfig {
     /// A fixed name table instead of the system resolver (sandbox and tests, where
     /// handles resolve through `_atproto` TXT records nobody publishes).
     pub dns: Option<Arc<dyn Dns>>,
+    /// The deployment's bundled PDS: people without an ATProto account can sign up
+    /// there (`/signup`) and sign in with its password (AC-only accounts, see
+    /// [`crate::oauth::custodial`]). `None`: OAuth sign-in only.
+    pub bundled_pds: Option<String>,
 }
 
 impl OAuthServiceConfig {
@@ -106,6 +110,7 @@ impl OAuthServiceConfig {
             plc_url: ResolverConfig::default().plc_url,
             allow_loopback: false,
             dns: None,
+            bundled_pds: None,
         }
     }
 }
@@ -123,6 +128,8 @@ pub(crate) struct SignIn {
     secure: bool,
     /// Sign-in counters for `/metrics`.
     pub(crate) metrics: crate::oauth::OAuthMetrics,
+    /// The bundled PDS for AC-only accounts, if any.
+    pub(crate) bundled_pds: Option<String>,
     /// One lock per session: calls that may refresh its tokens (publishing, reports) run
     /// one at a time, since a refresh token is single-use.
     locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -187,6 +194,10 @@ impl SignIn {
             secure,
             metrics: crate::oauth::OAuthMetrics::default(),
             locks: std::sync::Mutex::default(),
+            bundled_pds: config
+                .bundled_pds
+                .as_ref()
+                .map(|u| u.trim_end_matches('/').to_owned()),
         })
     }
 
@@ -205,7 +216,7 @@ impl SignIn {
     }
 
     /// A `Set-Cookie` header; `None` clears the cookie.
-    fn cookie(&self, name: &str, value: Option<&str>) -> HeaderValue {
+    pub(super) fn cookie(&self, name: &str, value: Option<&str>) -> HeaderValue {
         // The values are base64url tokens, always a valid header.
         HeaderValue::from_str(&set_cookie(name, value, self.secure))
             .unwrap_or_else(|_| HeaderValue::from_static(""))
@@ -251,6 +262,10 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>(signin: Arc<SignIn>) -> R
         .route(CALLBACK_PATH, get(callback))
         .route("/account", get(account))
         .route("/logout", axum::routing::post(logout))
+        .route(
+            "/signup",
+            get(super::signup::signup_form).post(super::signup::signup),
+        )
         .with_state(signin)
 }
 
@@ -260,6 +275,8 @@ struct LoginPage<'a> {
     csrf: &'a str,
     handle: &'a str,
     error: Option<&'a str>,
+    /// Whether AC-only accounts (password at the bundled PDS) are offered.
+    bundled: bool,
 }
 
 #[derive(Template)]
@@ -300,7 +317,7 @@ impl Published {
 
 /// The request's CSRF token (its cookie), or a new one with `Some` of it to set as the
 /// cookie; `None` (logged) when no token can be made.
-fn csrf_token(headers: &HeaderMap) -> Option<(String, Option<String>)> {
+pub(super) fn csrf_token(headers: &HeaderMap) -> Option<(String, Option<String>)> {
     if let Some(token) = cookie_value(headers, CSRF_COOKIE) {
         return Some((token.to_owned(), None));
     }
@@ -334,14 +351,14 @@ fn tokens_match(expected: &str, given: &str) -> bool {
 }
 
 /// The first value of `field` in a URL-encoded form.
-fn form_field(body: &[u8], field: &str) -> Option<String> {
+pub(super) fn form_field(body: &[u8], field: &str) -> Option<String> {
     url::form_urlencoded::parse(body)
         .find(|(key, _)| key == field)
         .map(|(_, value)| value.into_owned())
 }
 
 /// An HTML page with the pages' security headers and any cookies.
-fn html(status: StatusCode, body: String, cookies: Vec<HeaderValue>) -> Response {
+pub(super) fn html(status: StatusCode, body: String, cookies: Vec<HeaderValue>) -> Response {
     let mut response = (status, Html(body)).into_response();
     let headers = response.headers_mut();
     headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
@@ -352,7 +369,7 @@ fn html(status: StatusCode, body: String, cookies: Vec<HeaderValue>) -> Response
 }
 
 /// A 303 to `to`, with cookies.
-fn see_other(to: &str, cookies: Vec<HeaderValue>) -> Response {
+pub(super) fn see_other(to: &str, cookies: Vec<HeaderValue>) -> Response {
     let mut response = StatusCode::SEE_OTHER.into_response();
     let headers = response.headers_mut();
     if let Ok(location) = HeaderValue::from_str(to) {
@@ -364,13 +381,13 @@ fn see_other(to: &str, cookies: Vec<HeaderValue>) -> Response {
     response
 }
 
-fn plain(status: StatusCode, text: &'static str) -> Response {
+pub(super) fn plain(status: StatusCode, text: &'static str) -> Response {
     (status, text).into_response()
 }
 
 /// The login page (with `error` in plain words, if any), reusing the browser's CSRF token
 /// or setting a new one.
-fn login_page(
+pub(super) fn login_page(
     signin: &SignIn,
     headers: &HeaderMap,
     status: StatusCode,
@@ -387,6 +404,7 @@ fn login_page(
         csrf: &csrf,
         handle,
         error,
+        bundled: signin.bundled_pds.is_some(),
     };
     match page.render() {
         Ok(body) => {
@@ -407,7 +425,7 @@ fn login_page(
 }
 
 /// The 403 for a form that failed the CSRF checks.
-fn refused(text: &'static str) -> Response {
+pub(super) fn refused(text: &'static str) -> Response {
     let mut response = plain(StatusCode::FORBIDDEN, text);
     response
         .headers_mut()
@@ -416,7 +434,11 @@ fn refused(text: &'static str) -> Response {
 }
 
 /// The CSRF checks for a `POST`: `Err` is what the 403 says.
-fn check_form(signin: &SignIn, headers: &HeaderMap, body: &[u8]) -> Result<(), &'static str> {
+pub(super) fn check_form(
+    signin: &SignIn,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), &'static str> {
     let origin = headers.get(ORIGIN).map(|o| o.to_str().unwrap_or("\u{0}"));
     if !origin_allowed(origin, &signin.origin) {
         tracing::warn!("refused a sign-in form from another origin");
@@ -532,6 +554,9 @@ async fn login(State(signin): State<Arc<SignIn>>, headers: HeaderMap, body: Byte
     }
     let typed = form_field(&body, "handle").unwrap_or_default();
     let handle = typed.trim().trim_start_matches('@');
+    if let Some(password) = form_field(&body, "password").filter(|p| !p.is_empty()) {
+        return super::signup::password_login(&signin, &headers, handle, &password).await;
+    }
     if handle.is_empty() {
         signin.metrics.error(ErrorKind::UnknownHandle);
         return login_page(

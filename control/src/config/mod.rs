@@ -247,6 +247,9 @@ impl Loaded {
             );
             oauth.plc_url = self.plc_url();
             oauth.allow_loopback = sandbox;
+            if signin.bundled_accounts {
+                oauth.bundled_pds = Some(format!("http://{}", reachable(services.pds.listen())));
+            }
             config.oauth = Some(oauth);
         }
         let publish = &appview.publish;

@@ -360,6 +360,10 @@ pub struct SigninConfig {
     /// The OAuth scopes asked for, space-separated. `null`: `atproto`, `repo:` for each
     /// AC record type, and `blob:image/* blob:video/*`.
     pub scope: Option<String>,
+    /// Offer AC-only accounts: people without an ATProto account make one on the bundled
+    /// PDS (`/signup`) and sign in with its password. The AppView keeps their session
+    /// tokens encrypted, never the password.
+    pub bundled_accounts: bool,
 }
 
 impl Default for SigninConfig {
@@ -368,6 +372,7 @@ impl Default for SigninConfig {
             enabled: true,
             public_url: None,
             scope: None,
+            bundled_accounts: true,
         }
     }
 }
