@@ -282,6 +282,58 @@ impl Browser {
         path
     }
 
+    /// Gives the browser the cookie `name=value` for `url` (HttpOnly, `SameSite=Lax`, as
+    /// the AppView sets its session cookie), as if a sign-in there had set it.
+    pub(crate) async fn set_cookie(&mut self, url: &str, name: &str, value: &str) {
+        let result = self
+            .call(
+                "Network.setCookie",
+                json!({
+                    "url": url,
+                    "name": name,
+                    "value": value,
+                    "httpOnly": true,
+                    "sameSite": "Lax",
+                }),
+            )
+            .await;
+        // Older Chromium answers `success`; newer ones answer nothing and throw on failure.
+        assert_ne!(result["success"], json!(false), "setting cookie {name}");
+    }
+
+    /// Puts the files at `paths` into the file input `selector`, as choosing them in the
+    /// file picker would (the page gets its `change` event).
+    pub(crate) async fn set_files(&mut self, selector: &str, paths: &[&std::path::Path]) {
+        let document = self.call("DOM.getDocument", json!({ "depth": 0 })).await;
+        let found = self
+            .call(
+                "DOM.querySelector",
+                json!({ "nodeId": document["root"]["nodeId"], "selector": selector }),
+            )
+            .await;
+        let node = found["nodeId"].as_u64().unwrap_or_default();
+        assert_ne!(node, 0, "no element matches {selector}");
+        let files: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        self.call(
+            "DOM.setFileInputFiles",
+            json!({ "nodeId": node, "files": files }),
+        )
+        .await;
+    }
+
+    /// Waits (at most `within`) until `expression` evaluates to `true` in the page; panics
+    /// naming `what` otherwise.
+    pub(crate) async fn wait_until(&mut self, what: &str, expression: &str, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.eval(expression).await != Some(json!(true)) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what}: not within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Opens the sign-in page of the console at `base` (`http://127.0.0.1:PORT`) and signs
     /// in.
     pub(crate) async fn sign_in(&mut self, base: &str, name: &str, password: &str) {
