@@ -11,11 +11,15 @@
 //! - `/login` with a password signs in again; a wrong password is refused; sign-out ends
 //!   the session at the PDS (`deleteSession`), after which its refresh token is refused.
 
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use atelier_appview::oauth::{SessionKeys, SessionStore};
 use atelier_appview::publish::PublishConfig;
+use atelier_appview::relay::sync::ssrf::{Dns, DnsError, DnsFuture};
 use atelier_appview::service::{self, AppViewConfig, OAuthServiceConfig};
 use atelier_appview::store::StoreLocation;
 use atelier_sandbox::Sandbox;
@@ -23,6 +27,34 @@ use atelier_sandbox::oauth::Jar;
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "correct horse battery";
+
+/// Name resolution the test can change: `localhost` is loopback, TXT records are added as
+/// the scenario goes (a user "adding a DNS record").
+#[derive(Debug, Default)]
+struct TestDns {
+    txt: Mutex<HashMap<String, Vec<String>>>,
+}
+
+impl Dns for TestDns {
+    fn lookup_ip<'a>(&'a self, host: &'a str) -> DnsFuture<'a, Vec<SocketAddr>> {
+        let found = (host == "localhost")
+            .then(|| vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)]);
+        Box::pin(async move {
+            found.ok_or_else(|| DnsError::NotFound {
+                name: host.to_owned(),
+            })
+        })
+    }
+
+    fn lookup_txt<'a>(&'a self, name: &'a str) -> DnsFuture<'a, Vec<String>> {
+        let found = self.txt.lock().unwrap().get(name).cloned();
+        Box::pin(async move {
+            found.ok_or_else(|| DnsError::NotFound {
+                name: name.to_owned(),
+            })
+        })
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accounts_on_the_bundled_pds() {
@@ -63,6 +95,9 @@ async fn run() {
     oauth.plc_url = sandbox.plc_url().to_owned();
     oauth.allow_loopback = true;
     oauth.bundled_pds = Some(sandbox.pds_url().to_owned());
+    oauth.handle_domain = Some("localhost".to_owned());
+    let dns = Arc::new(TestDns::default());
+    oauth.dns = Some(dns.clone());
     let mut config =
         AppViewConfig::new(StoreLocation::Sqlite(dir.path().join("index.sqlite")), None);
     config.oauth = Some(oauth);
@@ -145,6 +180,88 @@ async fn run() {
         let start = account.find("did:plc:").expect("the DID on the page");
         account[start..start + 32].to_owned()
     };
+
+    // Handle linking: fern.localhost, answered at the well-known path for that host.
+    let follow = |response: reqwest::Response, jar: Jar| {
+        let http = http.clone();
+        let base = base.clone();
+        async move {
+            assert_eq!(response.status(), 303);
+            let to = response.headers()["location"].to_str().unwrap().to_owned();
+            http.get(format!("{base}{to}"))
+                .header("cookie", jar.header())
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let account_csrf = csrf_field(&account);
+    let response = post(
+        "/account/handle",
+        form(&[("csrf", &account_csrf), ("name", "fern")]),
+        &jar,
+    )
+    .await
+    .unwrap();
+    let page = follow(response, jar.clone()).await;
+    assert!(
+        page.contains("fern.localhost now points at your account"),
+        "{page}"
+    );
+    let well_known = |host: &str| {
+        http.get(format!("{base}/.well-known/atproto-did"))
+            .header("host", host)
+            .send()
+    };
+    let response = well_known("fern.localhost").await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), did);
+    assert_eq!(well_known("nobody.localhost").await.unwrap().status(), 404);
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("atelier_appview_accounts_linked 1"), "{metrics}");
+    assert!(metrics.contains("atelier_appview_accounts_signed_in 1"), "{metrics}");
+    // Their own domain: not yet, then the TXT record is added, then it checks out.
+    let check = |jar: Jar| {
+        let body = form(&[("csrf", &account_csrf), ("handle", "fern.example")]);
+        let post = post("/account/handle/check", body, &jar);
+        async move { follow(post.await.unwrap(), jar).await }
+    };
+    let page = check(jar.clone()).await;
+    assert!(page.contains("does not point at an account yet"), "{page}");
+    assert!(page.contains(&format!("did={did}")), "{page}");
+    dns.txt
+        .lock()
+        .unwrap()
+        .insert("_atproto.fern.example".into(), vec![format!("did={did}")]);
+    let page = check(jar.clone()).await;
+    assert!(
+        page.contains("fern.example points at your account (DNS)"),
+        "{page}"
+    );
+    // The PDS checks the handle itself (through the real DNS, where fern.example does not
+    // point here): refused, in words.
+    let response = post(
+        "/account/handle/use",
+        form(&[("csrf", &account_csrf), ("handle", "fern.example")]),
+        &jar,
+    )
+    .await
+    .unwrap();
+    let page = follow(response, jar.clone()).await;
+    assert!(
+        page.contains("Your server did not accept fern.example"),
+        "{page}"
+    );
 
     // The name is now taken.
     let response = post(

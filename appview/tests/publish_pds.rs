@@ -275,6 +275,7 @@ async fn run() {
 
     let session = a.get("/publish/session").await;
     assert_eq!(session["did"], account.did.as_str());
+    assert_eq!(session["handle"], account.handle.as_str(), "{session}");
     assert!(
         session["scopes"]
             .as_array()

@@ -20,7 +20,7 @@ const API: &str = "/@atproto/oauth-provider/~api";
 
 /// Cookies by name, as a server last set them: what a browser would send back. Tests of
 /// cookie-based pages use it too.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Jar(Vec<(String, String)>);
 
 impl Jar {

@@ -747,9 +747,15 @@ async fn session_info(State(publisher): State<Arc<Publisher>>, headers: HeaderMa
     };
     let did = session.did.clone();
     let scopes: Vec<&str> = session.scope.split(' ').collect();
-    let handle = match publisher.store.actor(&did).await {
-        Ok(Some(profile)) => profile.handle,
-        _ => None,
+    // The handle as the DID document claims it and verified both ways (cached), as the
+    // account page shows it; the index may not know the account yet.
+    let resolver = &publisher.signin.resolver;
+    let handle = match resolver.resolve_did(&did).await {
+        Ok(doc) => {
+            let status = resolver.verify_handle(&did, &doc).await;
+            status.is_verified().then(|| status.as_str().to_owned())
+        }
+        Err(_) => None,
     };
     let published = publisher.log.recent(&did, 20).await.unwrap_or_default();
     reply(

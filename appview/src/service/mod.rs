@@ -11,6 +11,7 @@
 
 mod cache;
 mod kit;
+mod link;
 mod notifications;
 mod page;
 mod report;

@@ -88,6 +88,10 @@ pub struct OAuthServiceConfig {
     /// there (`/signup`) and sign in with its password (AC-only accounts, see
     /// [`crate::oauth::custodial`]). `None`: OAuth sign-in only.
     pub bundled_pds: Option<String>,
+    /// The deployment's domain, under which signed-in users may claim a handle
+    /// `{name}.{domain}` (answered at `/.well-known/atproto-did`); `None`: no handles
+    /// given out here (users can still check and use their own domain).
+    pub handle_domain: Option<String>,
 }
 
 impl OAuthServiceConfig {
@@ -111,6 +115,7 @@ impl OAuthServiceConfig {
             allow_loopback: false,
             dns: None,
             bundled_pds: None,
+            handle_domain: None,
         }
     }
 }
@@ -121,7 +126,7 @@ pub(crate) struct SignIn {
     pub(crate) client: OAuthClient,
     pub(crate) sessions: SessionStore,
     /// Resolves the signed-in DID's handle for the account page (cached).
-    resolver: Resolver,
+    pub(crate) resolver: Resolver,
     /// The public origin (`scheme://host:port`) forms must come from.
     pub(crate) origin: String,
     /// Whether cookies get `Secure` (the public URL is https).
@@ -130,6 +135,8 @@ pub(crate) struct SignIn {
     pub(crate) metrics: crate::oauth::OAuthMetrics,
     /// The bundled PDS for AC-only accounts, if any.
     pub(crate) bundled_pds: Option<String>,
+    /// The domain handles are given out under, if any (see [`super::link`]).
+    pub(crate) handle_domain: Option<String>,
     /// One lock per session: calls that may refresh its tokens (publishing, reports) run
     /// one at a time, since a refresh token is single-use.
     locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -186,6 +193,10 @@ impl SignIn {
         let sessions = SessionStore::open(&config.session_db, keys)
             .await
             .map_err(|e| format!("session store {}: {e}", config.session_db.display()))?;
+        sqlx::raw_sql(super::link::SCHEMA)
+            .execute(sessions.pool())
+            .await
+            .map_err(|e| format!("handle links {}: {e}", config.session_db.display()))?;
         Ok(SignIn {
             client,
             sessions,
@@ -198,6 +209,10 @@ impl SignIn {
                 .bundled_pds
                 .as_ref()
                 .map(|u| u.trim_end_matches('/').to_owned()),
+            handle_domain: config
+                .handle_domain
+                .as_ref()
+                .map(|d| d.trim_matches('.').to_ascii_lowercase()),
         })
     }
 
@@ -266,6 +281,7 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>(signin: Arc<SignIn>) -> R
             "/signup",
             get(super::signup::signup_form).post(super::signup::signup),
         )
+        .merge(super::link::routes(Arc::clone(&signin)))
         .with_state(signin)
 }
 
@@ -289,6 +305,12 @@ struct AccountPage<'a> {
     scopes: Vec<&'a str>,
     pds_url: &'a str,
     published: Vec<Published>,
+    /// A message from the last handle action.
+    note: Option<String>,
+    /// The domain handles are given out under, if any.
+    handle_domain: Option<&'a str>,
+    /// The name this account linked under it, if any.
+    linked: Option<String>,
 }
 
 /// One record on the account page's list of what was published here.
@@ -676,7 +698,11 @@ async fn callback(
 }
 
 /// `GET /account`: who is signed in; without a session, to `/login`.
-async fn account(State(signin): State<Arc<SignIn>>, headers: HeaderMap) -> Response {
+async fn account(
+    State(signin): State<Arc<SignIn>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
     let Some(cookie) = cookie_value(&headers, SESSION_COOKIE) else {
         return see_other("/login", Vec::new());
     };
@@ -727,6 +753,14 @@ async fn account(State(signin): State<Arc<SignIn>>, headers: HeaderMap) -> Respo
         scopes: session.scope.split(' ').filter(|s| !s.is_empty()).collect(),
         pds_url: &session.pds_url,
         published,
+        note: query
+            .as_deref()
+            .and_then(|q| form_field(q.as_bytes(), "note"))
+            .map(|n| n.chars().take(400).collect()),
+        handle_domain: signin.handle_domain.as_deref(),
+        linked: super::link::linked_name(signin.sessions.pool(), &session.did)
+            .await
+            .unwrap_or_default(),
     };
     match page.render() {
         Ok(body) => {

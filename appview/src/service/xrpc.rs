@@ -601,6 +601,7 @@ atelier_appview_ingest_lag_seconds {lag:.3}"
     }
     if let Some(signin) = &shared.signin {
         signin.metrics.render(&mut out);
+        super::link::render_metrics(signin, &mut out).await;
     }
     if let Some(publisher) = &shared.publisher {
         publisher.render_metrics(&mut out);

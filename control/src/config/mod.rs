@@ -247,6 +247,8 @@ impl Loaded {
             );
             oauth.plc_url = self.plc_url();
             oauth.allow_loopback = sandbox;
+            // Handles under the installation's hostname (`{name}.{hostname}`).
+            oauth.handle_domain = Some(self.config.hostname.clone());
             if signin.bundled_accounts {
                 oauth.bundled_pds = Some(format!("http://{}", reachable(services.pds.listen())));
             }
