@@ -108,8 +108,46 @@ pub struct IngestStats {
     /// The time (unix microseconds) of the newest commit indexed (0: none yet): the
     /// ingest lag is now minus this.
     pub last_commit_time_us: AtomicI64,
+    /// Handle checks by result (`verified`, `invalid`, `unreachable`), from the handle
+    /// verifier ([`crate::handles`]).
+    pub handle_checks: HandleChecks,
     rejected: Mutex<BTreeMap<String, u64>>,
+    /// Records written per collection (created or updated, as committed).
+    indexed: Mutex<BTreeMap<String, u64>>,
+    /// Lenient repairs per kind ([`repair_kind`]).
+    repairs: Mutex<BTreeMap<&'static str, u64>>,
     commits: Commits,
+}
+
+/// The handle verifier's counters.
+#[derive(Debug, Default)]
+pub struct HandleChecks {
+    /// Handles verified both ways.
+    pub verified: AtomicU64,
+    /// Handles that did not verify (no claim, or it resolves elsewhere or not at all).
+    pub invalid: AtomicU64,
+    /// Checks whose DID document could not be fetched.
+    pub unreachable: AtomicU64,
+}
+
+/// The stable kind of a lenient repair, from its description
+/// ([`atelier_relay::lexicons::validate::Repair`]'s `Display`): `undeclared_field`,
+/// `known_quirk` (an undeclared field that is one of AC's known quirks), `renamed_field`,
+/// `missing_required`, else `other`.
+pub fn repair_kind(repair: &str) -> &'static str {
+    if repair.contains(": kept undeclared field ") {
+        if repair.ends_with("(known AC quirk)") {
+            "known_quirk"
+        } else {
+            "undeclared_field"
+        }
+    } else if repair.contains(": renamed field ") {
+        "renamed_field"
+    } else if repair.contains(": required field ") && repair.ends_with(" is missing") {
+        "missing_required"
+    } else {
+        "other"
+    }
 }
 
 /// The publish-to-visibility histogram (seconds, [`VISIBILITY_BUCKETS`]).
@@ -159,6 +197,45 @@ impl IngestStats {
     /// waits on it, then reads what is new.
     pub fn subscribe_commits(&self) -> tokio::sync::watch::Receiver<u64> {
         self.commits.0.subscribe()
+    }
+
+    /// Records written per collection (`atelier_appview_records_indexed_total`).
+    pub fn indexed(&self) -> BTreeMap<String, u64> {
+        self.indexed.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// Lenient repairs per kind ([`repair_kind`], `atelier_appview_repairs_total`).
+    pub fn repairs(&self) -> BTreeMap<&'static str, u64> {
+        self.repairs.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// Counts the records of a committed batch: per collection, and their repairs per
+    /// kind (records inside a resync snapshot included).
+    fn count_records(&self, changes: &[Change]) {
+        fn walk<'a>(changes: &'a [Change], rows: &mut Vec<&'a crate::index::RecordRow>) {
+            for change in changes {
+                match change {
+                    Change::Record(row) => rows.push(row),
+                    Change::Snapshot { changes, .. } => walk(changes, rows),
+                    _ => {}
+                }
+            }
+        }
+        let mut rows = Vec::new();
+        walk(changes, &mut rows);
+        if rows.is_empty() {
+            return;
+        }
+        if let Ok(mut m) = self.indexed.lock() {
+            for row in &rows {
+                *m.entry(row.collection.clone()).or_default() += 1;
+            }
+        }
+        if let Ok(mut m) = self.repairs.lock() {
+            for repair in rows.iter().flat_map(|row| &row.repairs) {
+                *m.entry(repair_kind(repair)).or_default() += 1;
+            }
+        }
     }
 
     fn reject(&self, reason: &str) {
@@ -302,6 +379,7 @@ async fn commit<S: Store>(
         warn!(uri = %r.uri, reason = r.reason, detail = %r.detail, "record kept out of the index");
         stats.reject(r.reason);
     }
+    stats.count_records(&batch.changes);
     let repaired = batch
         .changes
         .iter()
@@ -332,4 +410,42 @@ async fn commit<S: Store>(
     stats.note_commit();
     *batch = Batch::default();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use atelier_relay::lexicons::validate::Repair;
+
+    use super::repair_kind;
+
+    /// The kinds follow the validator's own wording, so a change to it fails here.
+    #[test]
+    fn repair_kinds_from_the_validator_wording() {
+        let check = |repair: Repair, expect: &str| {
+            assert_eq!(repair_kind(&repair.to_string()), expect, "{repair}");
+        };
+        let undeclared = |known_quirk| Repair::UndeclaredField {
+            path: "$".into(),
+            field: "acUrl".into(),
+            known_quirk,
+        };
+        check(undeclared(true), "known_quirk");
+        check(undeclared(false), "undeclared_field");
+        check(
+            Repair::RenamedField {
+                path: "$".into(),
+                from: "text".into(),
+                to: "mood".into(),
+            },
+            "renamed_field",
+        );
+        check(
+            Repair::MissingRequired {
+                path: "$".into(),
+                field: "video".into(),
+            },
+            "missing_required",
+        );
+        assert_eq!(repair_kind("something else"), "other");
+    }
 }

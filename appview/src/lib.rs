@@ -5,6 +5,8 @@
 //!   issuer's DID document, re-resolving once on a key rotation;
 //! - [`backfill`]: indexes whole repositories (`getRepo`, verified), resumable, beside
 //!   the live stream without undoing it;
+//! - [`handles`]: the handle verifier, a background task that checks actors' handles both
+//!   ways (DID document and DNS TXT or well-known) and stores whether they verify;
 //! - [`index`]: verified stream events to index changes, with lenient validation of AC's
 //!   records from the wild (repairs recorded, failures counted and kept out);
 //! - [`labels`]: the ATProto label type (shared with the control plane's labeler) and
@@ -25,6 +27,7 @@
 pub mod auth;
 pub mod backfill;
 pub mod error;
+pub mod handles;
 pub mod histogram;
 pub mod index;
 pub mod ingest;

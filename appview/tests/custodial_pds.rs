@@ -228,8 +228,14 @@ async fn run() {
         .text()
         .await
         .unwrap();
-    assert!(metrics.contains("atelier_appview_accounts_linked 1"), "{metrics}");
-    assert!(metrics.contains("atelier_appview_accounts_signed_in 1"), "{metrics}");
+    assert!(
+        metrics.contains("atelier_appview_accounts_linked 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("atelier_appview_accounts_signed_in 1"),
+        "{metrics}"
+    );
     // Their own domain: not yet, then the TXT record is added, then it checks out.
     let check = |jar: Jar| {
         let body = form(&[("csrf", &account_csrf), ("handle", "fern.example")]);

@@ -7,6 +7,7 @@
 //! - AC's quirks from the wild, written raw (a mood with `text`, a painting with `acUrl`, a
 //!   tape without `video`, `mongoId` instead of `ref`), are indexed with their repairs
 //!   recorded; a painting missing required fields is kept out and counted (`invalid`);
+//! - records are counted by type and their repairs by kind (the `/metrics` counters);
 //! - the profile (`app.bsky.actor.profile/self`) fills the actor, follows count, the
 //!   handle comes from `#identity`;
 //! - an update replaces the record's CID and content, a delete removes it;
@@ -283,6 +284,28 @@ async fn pds_to_index(location: StoreLocation) {
         "{:?}",
         ingest.stats.rejected()
     );
+    // Counted by type and by repair kind (`/metrics`: records_indexed_total, repairs_total).
+    let indexed_by_type = ingest.stats.indexed();
+    for (collection, n) in [
+        ("computer.aesthetic.painting", 2),
+        ("computer.aesthetic.kidlisp", 1),
+        ("computer.aesthetic.mood", 1),
+        ("computer.aesthetic.tape", 1),
+        ("computer.aesthetic.graph.follow", 1),
+    ] {
+        assert_eq!(
+            indexed_by_type.get(collection),
+            Some(&n),
+            "{collection}: {indexed_by_type:?}"
+        );
+    }
+    let repairs = ingest.stats.repairs();
+    for kind in ["renamed_field", "known_quirk", "missing_required"] {
+        assert!(
+            repairs.get(kind).is_some_and(|n| *n >= 1),
+            "{kind}: {repairs:?}"
+        );
+    }
 
     // Profile and follows.
     let alice_view = store

@@ -8,7 +8,10 @@
 
 use atelier_appview::index::{Change, Profile, RecordRow};
 use atelier_appview::labels::Label;
-use atelier_appview::store::{AnyStore, FeedQuery, Snapshot, Store, StoreLocation};
+use atelier_appview::store::{
+    ActorHandle, AnyStore, FeedQuery, HandleCheck, HandleVerdict, Labelers, Snapshot, Store,
+    StoreLocation,
+};
 use atelier_sandbox::PgCluster;
 use serde_json::json;
 
@@ -75,6 +78,9 @@ on_both_backends!(
     search_and_following,
     labels_hide_warn_negate_expire,
     verification_states_round_trip_with_their_batch,
+    profile_counts_leave_out_hidden_records,
+    handle_checks_are_scheduled_and_guarded,
+    accepted_labelers_choose_sources_and_redaction,
 );
 
 fn row(did: &str, collection: &str, rkey: &str, cid: &str, when: &str) -> RecordRow {
@@ -989,4 +995,429 @@ async fn labels_hide_warn_negate_expire(fixture: Fixture) {
     let store = fixture.open().await;
     assert_eq!(store.label_cursor(L1).await.expect("cursor"), Some(17));
     assert_eq!(store.label_cursor(L2).await.expect("cursor"), Some(3));
+}
+
+/// `(collection, count)` pairs and followers of `did`'s profile.
+async fn profile_counts(store: &AnyStore, did: &str) -> (Vec<(String, i64)>, i64) {
+    let p = store.actor(did).await.expect("query").expect("actor");
+    let counts = p
+        .counts
+        .into_iter()
+        .map(|c| (c.collection, c.count))
+        .collect();
+    (counts, p.followers)
+}
+
+async fn profile_counts_leave_out_hidden_records(fixture: Fixture) {
+    let store = fixture.open().await;
+    let p1 = row(A, PAINTING, "p1", "bafy-1", "2026-01-01T00:00:00Z");
+    let p2 = row(A, PAINTING, "p2", "bafy-2", "2026-01-02T00:00:00Z");
+    let m1 = row(A, MOOD, "m1", "bafy-3", "2026-01-03T00:00:00Z");
+    let c = "did:plc:cccccccccccccccccccccccc";
+    let follow = |by: &str| {
+        let uri = format!("at://{by}/computer.aesthetic.graph.follow/f");
+        [
+            Change::Record(RecordRow {
+                uri: uri.clone(),
+                ..row(
+                    by,
+                    "computer.aesthetic.graph.follow",
+                    "f",
+                    "bafy-f",
+                    "2026-01-04T00:00:00Z",
+                )
+            }),
+            Change::Follow {
+                uri,
+                did: by.into(),
+                subject: A.into(),
+                created_at: None,
+            },
+        ]
+    };
+    let mut batch = vec![
+        Change::Record(p1.clone()),
+        Change::Record(p2.clone()),
+        Change::Record(m1.clone()),
+    ];
+    batch.extend(follow(B));
+    batch.extend(follow(c));
+    store.apply(&batch, None).await.expect("apply");
+    store
+        .set_label_sources(&[L1.to_owned()])
+        .await
+        .expect("sources");
+    let counts = |paintings: i64, moods: i64| {
+        let mut out = Vec::new();
+        if moods > 0 {
+            out.push((MOOD.to_owned(), moods));
+        }
+        if paintings > 0 {
+            out.push((PAINTING.to_owned(), paintings));
+        }
+        out
+    };
+    assert_eq!(profile_counts(&store, A).await, (counts(2, 1), 2));
+
+    // (labels applied at this step, A's counts after it as (paintings, moods, followers))
+    let steps: Vec<(Vec<Label>, (i64, i64, i64))> = vec![
+        // A warning hides nothing.
+        (vec![label(L1, &p1.uri, "!warn")], (2, 1, 2)),
+        // A hidden record, and a taken-down follower, are not counted.
+        (
+            vec![label(L1, &p1.uri, "!hide"), label(L1, B, "!takedown")],
+            (1, 1, 1),
+        ),
+        // A hidden follow record is not counted either.
+        (
+            vec![label(
+                L1,
+                &format!("at://{c}/computer.aesthetic.graph.follow/f"),
+                "!hide",
+            )],
+            (1, 1, 0),
+        ),
+        // Negations bring them back.
+        (
+            vec![
+                label(L1, &p1.uri, "!hide").negated(),
+                label(L1, B, "!takedown").negated(),
+            ],
+            (2, 1, 1),
+        ),
+        // An account suspension hides all of the account's own records.
+        (vec![label(L1, A, "!suspend")], (0, 0, 1)),
+    ];
+    for (seq, (labels, (paintings, moods, followers))) in steps.into_iter().enumerate() {
+        store
+            .apply_labels(L1, &labels, seq as i64 + 1)
+            .await
+            .expect("labels");
+        assert_eq!(
+            profile_counts(&store, A).await,
+            (counts(paintings, moods), followers),
+            "after step {seq}"
+        );
+    }
+    // Inactive followers are not counted.
+    store
+        .apply(
+            &[Change::Account {
+                did: c.into(),
+                active: false,
+                status: Some("deactivated".into()),
+            }],
+            None,
+        )
+        .await
+        .expect("apply");
+    store
+        .apply_labels(
+            L1,
+            &[label(
+                L1,
+                &format!("at://{c}/computer.aesthetic.graph.follow/f"),
+                "!hide",
+            )
+            .negated()],
+            10,
+        )
+        .await
+        .expect("labels");
+    assert_eq!(profile_counts(&store, A).await, (counts(0, 0), 1));
+}
+
+async fn handle_checks_are_scheduled_and_guarded(fixture: Fixture) {
+    let store = fixture.open().await;
+    let identity = |did: &str, handle: &str| Change::Handle {
+        did: did.into(),
+        handle: Some(handle.into()),
+    };
+    store
+        .apply(
+            &[
+                identity(A, "alice.test"),
+                Change::Record(row(B, PAINTING, "p1", "bafy-1", "2026-01-01T00:00:00Z")),
+            ],
+            None,
+        )
+        .await
+        .expect("apply");
+    let now = 1_000_000;
+    let due = store.handles_due(now, 10).await.expect("due");
+    let dids: Vec<&str> = due.iter().map(|a| a.did.as_str()).collect();
+    assert_eq!(dids, [A, B], "new actors are due at once, in DID order");
+    assert_eq!(
+        due[0],
+        ActorHandle {
+            did: A.into(),
+            handle: Some("alice.test".into()),
+            verified: false,
+            checked_us: None,
+            due_us: 0,
+            failures: 0,
+        }
+    );
+    assert_eq!(
+        store.handles_due(now, 1).await.expect("due").len(),
+        1,
+        "bounded"
+    );
+
+    // A verifies; B (no announced handle) gets its handle from its document, unverified.
+    let check = |verdict, due_us, failures| HandleCheck {
+        verdict,
+        checked_us: now,
+        due_us,
+        failures,
+    };
+    assert!(
+        store
+            .record_handle_check(
+                &due[0],
+                &check(HandleVerdict::Verified("alice.test".into()), now + 500, 0)
+            )
+            .await
+            .expect("write")
+    );
+    assert!(
+        store
+            .record_handle_check(&due[1], &check(HandleVerdict::Invalid, now + 100, 1))
+            .await
+            .expect("write")
+    );
+    let a = store.actor_handle(A).await.expect("query").expect("A");
+    assert_eq!(
+        (
+            a.handle.as_deref(),
+            a.verified,
+            a.checked_us,
+            a.due_us,
+            a.failures
+        ),
+        (Some("alice.test"), true, Some(now), now + 500, 0)
+    );
+    let b = store.actor_handle(B).await.expect("query").expect("B");
+    assert_eq!(
+        (b.handle.as_deref(), b.verified, b.failures),
+        (None, false, 1)
+    );
+    assert!(
+        store.handles_due(now, 10).await.expect("due").is_empty(),
+        "none due yet"
+    );
+    let later = store.handles_due(now + 100, 10).await.expect("due");
+    assert_eq!(later, vec![b], "the retry comes due first");
+    assert_eq!(
+        store.handles_due(now + 500, 10).await.expect("due").len(),
+        2
+    );
+
+    // An unreachable document keeps the flag; only the schedule moves.
+    assert!(
+        store
+            .record_handle_check(&a, &check(HandleVerdict::Unreachable, now + 900, 1))
+            .await
+            .expect("write")
+    );
+    let a = store.actor_handle(A).await.expect("query").expect("A");
+    assert_eq!((a.verified, a.due_us, a.failures), (true, now + 900, 1));
+
+    // A handle change resets the flag and makes it due at once; a check of the old
+    // handle that finishes afterwards is not written.
+    store
+        .apply(&[identity(A, "alice2.test")], None)
+        .await
+        .expect("apply");
+    let renamed = store.actor_handle(A).await.expect("query").expect("A");
+    assert_eq!(
+        (
+            renamed.handle.as_deref(),
+            renamed.verified,
+            renamed.due_us,
+            renamed.failures
+        ),
+        (Some("alice2.test"), false, 0, 0)
+    );
+    assert!(
+        !store
+            .record_handle_check(
+                &a,
+                &check(HandleVerdict::Verified("alice.test".into()), now + 500, 0)
+            )
+            .await
+            .expect("write"),
+        "stale check refused"
+    );
+    assert_eq!(
+        store.actor_handle(A).await.expect("query"),
+        Some(renamed.clone())
+    );
+    assert!(
+        store
+            .record_handle_check(
+                &renamed,
+                &check(HandleVerdict::Verified("alice2.test".into()), now + 500, 0)
+            )
+            .await
+            .expect("write")
+    );
+    let a = store.actor_handle(A).await.expect("query").expect("A");
+    assert_eq!(
+        (a.handle.as_deref(), a.verified),
+        (Some("alice2.test"), true)
+    );
+    // Views carry the verified handle.
+    let p = store.actor(A).await.expect("query").expect("A");
+    assert_eq!(p.handle.as_deref(), Some("alice2.test"));
+    assert_eq!(
+        store.actor_handle("did:plc:nobody").await.expect("query"),
+        None
+    );
+}
+
+async fn accepted_labelers_choose_sources_and_redaction(fixture: Fixture) {
+    let store = fixture.open().await;
+    let p1 = row(A, PAINTING, "p1", "bafy-1", "2026-01-01T00:00:00Z");
+    let p2 = row(B, PAINTING, "p2", "bafy-2", "2026-01-02T00:00:00Z");
+    let p3 = row(A, MOOD, "p3", "bafy-3", "2026-01-03T00:00:00Z");
+    let batch = [&p1, &p2, &p3].map(|r| Change::Record(r.clone()));
+    store.apply(&batch, None).await.expect("apply");
+    store
+        .set_label_sources(&[L1.to_owned(), L2.to_owned()])
+        .await
+        .expect("sources");
+    let l3 = "did:plc:labeler3333333333333333";
+    store
+        .apply_labels(
+            L1,
+            &[label(L1, &p1.uri, "!hide"), label(L1, &p2.uri, "nudity")],
+            1,
+        )
+        .await
+        .expect("labels");
+    store
+        .apply_labels(L2, &[label(L2, B, "!takedown")], 1)
+        .await
+        .expect("labels");
+    store
+        .apply_labels(l3, &[label(l3, &p3.uri, "!hide")], 1)
+        .await
+        .expect("labels from a source not configured");
+
+    let labelers = |accept: &[&str], redact: &[&str]| {
+        let owned = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect();
+        Some(Labelers {
+            accept: owned(accept),
+            redact: owned(redact),
+        })
+    };
+    let feed = |labelers: Option<Labelers>| {
+        let store = &store;
+        async move {
+            let page = store
+                .feed(&FeedQuery {
+                    labelers,
+                    limit: 50,
+                    ..FeedQuery::default()
+                })
+                .await
+                .expect("feed");
+            page.records
+                .iter()
+                .map(|r| {
+                    let mut vals: Vec<String> =
+                        r.labels.iter().flatten().map(|l| l.val.clone()).collect();
+                    vals.sort();
+                    (r.rkey_of(), vals)
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    type Feed = Vec<(String, Vec<String>)>;
+    let want = |rows: &[(&str, &[&str])]| -> Feed {
+        rows.iter()
+            .map(|(k, v)| ((*k).to_owned(), v.iter().map(|s| (*s).to_owned()).collect()))
+            .collect()
+    };
+    // (accepted labelers, the feed as (rkey, label values))
+    let cases: Vec<(Option<Labelers>, Feed)> = vec![
+        // No header: every configured source applies and redacts; l3 never applies.
+        (None, want(&[("p3", &[])])),
+        // Only L1, redacting: its !hide removes p1; its other label rides along.
+        (
+            labelers(&[L1], &[L1]),
+            want(&[("p3", &[]), ("p2", &["nudity"])]),
+        ),
+        // Both, neither redacting: nothing removed, every label on the views.
+        (
+            labelers(&[L1, L2], &[]),
+            want(&[
+                ("p3", &[]),
+                ("p2", &["!takedown", "nudity"]),
+                ("p1", &["!hide"]),
+            ]),
+        ),
+        // L2 redacting only: B's records go, L1's labels stay off.
+        (labelers(&[L2], &[L2]), want(&[("p3", &[]), ("p1", &[])])),
+        // None accepted, or only a source that is not configured: no labels at all.
+        (
+            labelers(&[], &[]),
+            want(&[("p3", &[]), ("p2", &[]), ("p1", &[])]),
+        ),
+        (
+            labelers(&[l3], &[l3]),
+            want(&[("p3", &[]), ("p2", &[]), ("p1", &[])]),
+        ),
+    ];
+    for (accepted, expect) in cases {
+        assert_eq!(feed(accepted.clone()).await, expect, "{accepted:?}");
+    }
+
+    // getRecord and profile counts follow the same choice.
+    assert!(
+        store
+            .record_for(&p1.uri, None)
+            .await
+            .expect("record")
+            .is_none()
+    );
+    let shown = store
+        .record_for(&p1.uri, labelers(&[L1], &[]).as_ref())
+        .await
+        .expect("record")
+        .expect("shown without redaction");
+    let vals: Vec<&str> = shown
+        .labels
+        .iter()
+        .flatten()
+        .map(|l| l.val.as_str())
+        .collect();
+    assert_eq!(vals, ["!hide"]);
+    let b_count = |labelers: Option<Labelers>| {
+        let store = &store;
+        async move {
+            let p = store
+                .actor_for(B, labelers.as_ref())
+                .await
+                .expect("actor")
+                .expect("B");
+            p.counts.iter().map(|c| c.count).sum::<i64>()
+        }
+    };
+    assert_eq!(b_count(None).await, 0);
+    assert_eq!(b_count(labelers(&[L2], &[L2])).await, 0);
+    assert_eq!(b_count(labelers(&[L2], &[])).await, 1);
+    assert_eq!(b_count(labelers(&[L1], &[L1])).await, 1);
+}
+
+/// The record key of a view.
+trait RkeyOf {
+    fn rkey_of(&self) -> String;
+}
+
+impl RkeyOf for atelier_appview::store::RecordView {
+    fn rkey_of(&self) -> String {
+        self.uri.rsplit('/').next().unwrap_or_default().to_owned()
+    }
 }

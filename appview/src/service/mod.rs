@@ -206,6 +206,33 @@ pub async fn run(
             source_url: plc_url.clone(),
             reason,
         })?;
+    // The handle verifier runs beside ingest (it checks what ingest's #identity events
+    // announce), through sign-in's DNS when one is configured (the sandbox's `.test`
+    // handles resolve only there); the sandbox asks no DNS server otherwise.
+    let handles_task = match &config.ingest {
+        Some(_) => {
+            let dns = config.oauth.as_ref().and_then(|o| o.dns.clone());
+            let dns = dns.or_else(|| allow_loopback.then(crate::handles::sandbox_dns));
+            let resolver =
+                match dns {
+                    Some(dns) => crate::handles::resolver(&plc_url, allow_loopback, dns).map_err(
+                        |reason| AppViewError::Source {
+                            source_url: plc_url.clone(),
+                            reason,
+                        },
+                    )?,
+                    None => resolver.clone(),
+                };
+            Some(tokio::spawn(crate::handles::run(
+                crate::handles::HandleConfig::default(),
+                Arc::clone(&store),
+                Arc::clone(&stats),
+                resolver,
+                stopped(stop_rx.clone()),
+            )))
+        }
+        None => None,
+    };
     let signin = match &config.oauth {
         Some(oauth) => Some(Arc::new(
             signin::SignIn::open(oauth)
@@ -291,6 +318,9 @@ pub async fn run(
         Ok(Ok(())) => {}
         Ok(Err(e)) => error!(error = %e, "label sync failed"),
         Err(e) => error!(error = %e, "label sync task failed"),
+    }
+    if let Some(task) = handles_task {
+        let _ = task.await;
     }
     if let Some(task) = cleanup_task {
         let _ = task.await;

@@ -23,7 +23,7 @@ use super::{Shared, notifications};
 use crate::relay::lexicons::generated::computer::aesthetic::feed::{
     get_atmosphere, get_author_feed, get_record, get_remixes, search_records,
 };
-use crate::store::{FeedQuery, MAX_PAGE, Store};
+use crate::store::{FeedQuery, Labelers, MAX_PAGE, Store};
 
 /// Collections a feed query may name at most.
 const MAX_COLLECTIONS: usize = 10;
@@ -57,6 +57,11 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(&shared),
             cached,
+        ))
+        // Outside the cache, so cached answers say which labelers they applied too.
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            content_labelers,
         ))
         // Outside the cache, so hits are timed too.
         .route_layer(axum::middleware::from_fn_with_state(
@@ -106,6 +111,81 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
+/// The request header naming the labelers a client accepts
+/// (`did:plc:a;redact, did:plc:b`).
+const ACCEPT_LABELERS: &str = "atproto-accept-labelers";
+/// The response header naming the labelers applied, in the same form.
+const CONTENT_LABELERS: &str = "atproto-content-labelers";
+/// Labelers read from one `atproto-accept-labelers` header at most.
+const MAX_ACCEPT_LABELERS: usize = 20;
+
+/// The label sources a request accepts: `None` without an `atproto-accept-labelers`
+/// header (every configured source applies, redacting); otherwise the configured sources
+/// it names, in its order, `;redact` marking those whose hiding labels remove content.
+/// Sources that are not configured, malformed entries and unknown parameters are ignored.
+fn accepted_labelers(shared: &Shared, headers: &axum::http::HeaderMap) -> Option<Labelers> {
+    let value = headers.get(ACCEPT_LABELERS)?;
+    let configured = shared.labels.sources();
+    Some(parse_accept_labelers(value.to_str().unwrap_or(""), |did| {
+        configured.contains_key(did)
+    }))
+}
+
+/// An `atproto-accept-labelers` value: the DIDs `configured` knows, each once, in order,
+/// at most [`MAX_ACCEPT_LABELERS`] entries read.
+fn parse_accept_labelers(value: &str, configured: impl Fn(&str) -> bool) -> Labelers {
+    let mut labelers = Labelers::default();
+    for entry in value.split(',').take(MAX_ACCEPT_LABELERS) {
+        let mut parts = entry.split(';').map(str::trim);
+        let Some(did) = parts.next().filter(|d| configured(d)) else {
+            continue;
+        };
+        if labelers.accept.iter().any(|a| a == did) {
+            continue;
+        }
+        labelers.accept.push(did.to_owned());
+        if parts.any(|p| p.eq_ignore_ascii_case("redact")) {
+            labelers.redact.push(did.to_owned());
+        }
+    }
+    labelers
+}
+
+/// Answers every query with `atproto-content-labelers`: the labelers applied (`;redact`
+/// on those whose hiding labels removed content), when any.
+async fn content_labelers(
+    State(shared): State<Arc<Shared>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let applied: Vec<String> = match accepted_labelers(&shared, request.headers()) {
+        Some(l) => l
+            .accept
+            .iter()
+            .map(|did| {
+                if l.redact.contains(did) {
+                    format!("{did};redact")
+                } else {
+                    did.clone()
+                }
+            })
+            .collect(),
+        None => shared
+            .labels
+            .sources()
+            .into_keys()
+            .map(|did| format!("{did};redact"))
+            .collect(),
+    };
+    let mut response = next.run(request).await;
+    if !applied.is_empty()
+        && let Ok(value) = axum::http::HeaderValue::from_str(&applied.join(","))
+    {
+        response.headers_mut().insert(CONTENT_LABELERS, value);
+    }
+    response
+}
+
 /// Largest response body the cache reads back to keep.
 const MAX_CACHED_BODY: usize = 4 << 20;
 
@@ -119,10 +199,16 @@ async fn cached(
     if !shared.cache.enabled() {
         return next.run(request).await;
     }
-    let key = request
-        .uri()
-        .path_and_query()
-        .map_or_else(String::new, |p| p.as_str().to_owned());
+    // The accepted labelers change the answer: they are part of the key.
+    let accept = request
+        .headers()
+        .get(ACCEPT_LABELERS)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let key = format!(
+        "{}\n{accept}",
+        request.uri().path_and_query().map_or("", |p| p.as_str())
+    );
     // Both counters only grow, so their sum changes whenever either does: a batch of
     // ingest or a label commit.
     let generation = shared
@@ -284,6 +370,7 @@ impl Params {
             remix_of: None,
             following_of: None,
             search: None,
+            labelers: None,
             cursor: self.one("cursor")?.map(str::to_owned),
             limit: self.limit()?,
         })
@@ -314,9 +401,15 @@ async fn health(State(shared): State<Arc<Shared>>) -> Response {
     .into_response()
 }
 
-async fn get_atmosphere(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> Response {
+async fn get_atmosphere(
+    State(shared): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let labelers = accepted_labelers(&shared, &headers);
     let result = async {
-        let query = Params::parse(raw.as_deref()).feed()?;
+        let mut query = Params::parse(raw.as_deref()).feed()?;
+        query.labelers = labelers;
         let page = shared
             .store
             .feed(&query)
@@ -331,11 +424,17 @@ async fn get_atmosphere(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQue
     respond(result)
 }
 
-async fn get_author_feed(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> Response {
+async fn get_author_feed(
+    State(shared): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let labelers = accepted_labelers(&shared, &headers);
     let result = async {
         let params = Params::parse(raw.as_deref());
         let mut query = params.feed()?;
         query.author = Some(params.did("actor")?);
+        query.labelers = labelers;
         let page = shared
             .store
             .feed(&query)
@@ -350,7 +449,12 @@ async fn get_author_feed(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQu
     respond(result)
 }
 
-async fn get_record(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> Response {
+async fn get_record(
+    State(shared): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let labelers = accepted_labelers(&shared, &headers);
     let result = async {
         let params = Params::parse(raw.as_deref());
         let uri = params.required("uri")?;
@@ -361,7 +465,7 @@ async fn get_record(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) 
         }
         let record = shared
             .store
-            .record(uri)
+            .record_for(uri, labelers.as_ref())
             .await
             .map_err(XrpcError::internal)?;
         let record = record.ok_or_else(|| XrpcError::not_found(format!("no record {uri}")))?;
@@ -376,8 +480,10 @@ const MAX_SEARCH: usize = 200;
 
 async fn search_records_handler(
     State(shared): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
+    let labelers = accepted_labelers(&shared, &headers);
     let result = async {
         let params = Params::parse(raw.as_deref());
         let q = params.required("q")?.trim();
@@ -388,6 +494,7 @@ async fn search_records_handler(
         }
         let mut query = params.feed()?;
         query.search = Some(q.to_owned());
+        query.labelers = labelers;
         let page = shared
             .store
             .feed(&query)
@@ -404,8 +511,10 @@ async fn search_records_handler(
 
 async fn get_remixes_handler(
     State(shared): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
+    let labelers = accepted_labelers(&shared, &headers);
     let result = async {
         let params = Params::parse(raw.as_deref());
         let uri = params.required("uri")?;
@@ -418,6 +527,7 @@ async fn get_remixes_handler(
             .store
             .feed(&FeedQuery {
                 remix_of: Some(uri.to_owned()),
+                labelers: labelers.clone(),
                 cursor: params.one("cursor")?.map(str::to_owned),
                 limit: params.limit()?,
                 ..FeedQuery::default()
@@ -426,7 +536,7 @@ async fn get_remixes_handler(
             .map_err(XrpcError::internal)?;
         let record = shared
             .store
-            .record(uri)
+            .record_for(uri, labelers.as_ref())
             .await
             .map_err(XrpcError::internal)?;
         if record.is_none() && page.records.is_empty() {
@@ -443,7 +553,7 @@ async fn get_remixes_handler(
         let parent = match &remix_of {
             Some(parent) => shared
                 .store
-                .record(parent)
+                .record_for(parent, labelers.as_ref())
                 .await
                 .map_err(XrpcError::internal)?,
             None => None,
@@ -459,12 +569,17 @@ async fn get_remixes_handler(
     respond(result)
 }
 
-async fn get_profile(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> Response {
+async fn get_profile(
+    State(shared): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let labelers = accepted_labelers(&shared, &headers);
     let result = async {
         let did = Params::parse(raw.as_deref()).did("actor")?;
         let actor = shared
             .store
-            .actor(&did)
+            .actor_for(&did, labelers.as_ref())
             .await
             .map_err(XrpcError::internal)?;
         actor.ok_or_else(|| XrpcError::not_found(format!("no actor {did}")))
@@ -532,6 +647,42 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     }
     let _ = writeln!(
         out,
+        "# HELP atelier_appview_records_indexed_total Records written by ingest (created or updated), by collection.\n\
+         # TYPE atelier_appview_records_indexed_total counter"
+    );
+    for (collection, n) in s.indexed() {
+        let _ = writeln!(
+            out,
+            "atelier_appview_records_indexed_total{{collection=\"{collection}\"}} {n}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP atelier_appview_repairs_total Lenient repairs made to indexed records, by kind.\n\
+         # TYPE atelier_appview_repairs_total counter"
+    );
+    for (kind, n) in s.repairs() {
+        let _ = writeln!(out, "atelier_appview_repairs_total{{kind=\"{kind}\"}} {n}");
+    }
+    let checks = &s.handle_checks;
+    let _ = writeln!(
+        out,
+        "# HELP atelier_appview_handle_checks_total Handle verifications, by result.\n\
+         # TYPE atelier_appview_handle_checks_total counter"
+    );
+    for (result, n) in [
+        ("verified", &checks.verified),
+        ("invalid", &checks.invalid),
+        ("unreachable", &checks.unreachable),
+    ] {
+        let _ = writeln!(
+            out,
+            "atelier_appview_handle_checks_total{{result=\"{result}\"}} {}",
+            n.load(Ordering::Relaxed)
+        );
+    }
+    let _ = writeln!(
+        out,
         "# HELP atelier_appview_committed_seq The source seq committed with the index.\n\
          # TYPE atelier_appview_committed_seq gauge\natelier_appview_committed_seq {}",
         s.committed_seq.load(Ordering::Relaxed)
@@ -575,13 +726,13 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     };
     let _ = writeln!(
         out,
-        "# HELP atelier_appview_ingest_lag_seconds Now minus the time of the newest commit indexed (0 before the first).
-         # TYPE atelier_appview_ingest_lag_seconds gauge
-atelier_appview_ingest_lag_seconds {lag:.3}"
+        "# HELP atelier_appview_ingest_lag_seconds Now minus the time of the newest commit indexed (0 before the first).\n\
+         # TYPE atelier_appview_ingest_lag_seconds gauge\n\
+         atelier_appview_ingest_lag_seconds {lag:.3}"
     );
     let _ = writeln!(
         out,
-        "# HELP atelier_appview_visibility_seconds Publish to visibility: a commit's time to the commit of the batch that indexed it.
+        "# HELP atelier_appview_visibility_seconds Publish to visibility: a commit's time to the commit of the batch that indexed it.\n\
          # TYPE atelier_appview_visibility_seconds histogram"
     );
     s.visibility
@@ -589,7 +740,7 @@ atelier_appview_ingest_lag_seconds {lag:.3}"
         .render(&mut out, "atelier_appview_visibility_seconds", "");
     let _ = writeln!(
         out,
-        "# HELP atelier_appview_query_seconds Query handling time by route (response cache hits included).
+        "# HELP atelier_appview_query_seconds Query handling time by route (response cache hits included).\n\
          # TYPE atelier_appview_query_seconds histogram"
     );
     for (route, histogram) in shared.query_times.snapshot() {
@@ -622,4 +773,39 @@ async fn timed(
     let response = next.run(request).await;
     shared.query_times.observe(&route, started.elapsed());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_accept_labelers;
+    use crate::store::Labelers;
+
+    #[test]
+    fn accept_labelers_header() {
+        let configured = |did: &str| ["did:plc:a", "did:plc:b", "did:web:c"].contains(&did);
+        let check = |value: &str, accept: &[&str], redact: &[&str]| {
+            let owned = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect();
+            assert_eq!(
+                parse_accept_labelers(value, configured),
+                Labelers {
+                    accept: owned(accept),
+                    redact: owned(redact),
+                },
+                "{value:?}"
+            );
+        };
+        check("", &[], &[]);
+        check("did:plc:a", &["did:plc:a"], &[]);
+        check(
+            " did:plc:b;redact , did:plc:a",
+            &["did:plc:b", "did:plc:a"],
+            &["did:plc:b"],
+        );
+        // Unknown sources, parameters and junk are ignored; repeats count once.
+        check(
+            "did:plc:zzz;redact, did:web:c; foo=1; REDACT, nonsense,, did:web:c",
+            &["did:web:c"],
+            &["did:web:c"],
+        );
+    }
 }

@@ -73,10 +73,25 @@ pub struct FeedQuery {
     /// `slug` starting with it, or an author whose handle starts with it (a leading `@`
     /// ignored). Prefixes compare bytewise on both backends.
     pub search: Option<String>,
+    /// The label sources this request accepts (`atproto-accept-labelers`); `None`: every
+    /// configured source, its hiding labels redacting.
+    pub labelers: Option<Labelers>,
     /// Continue after this cursor (from a previous page).
     pub cursor: Option<String>,
     /// Page size (capped by the store at [`MAX_PAGE`]).
     pub limit: usize,
+}
+
+/// The label sources one request accepts (its `atproto-accept-labelers` header), when it
+/// names them; queries without one apply every configured source, redacting.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Labelers {
+    /// Sources whose labels apply: they ride on the views. Labels from other sources are
+    /// left off, and sources that are not configured never apply.
+    pub accept: Vec<String>,
+    /// Of those, the sources sent with `;redact`: their hiding labels
+    /// ([`HIDING_LABELS`]) remove the content; other sources' only ride on the views.
+    pub redact: Vec<String>,
 }
 
 /// The largest page any query returns.
@@ -136,6 +151,47 @@ pub struct NotificationPage {
     pub seen_us: Option<i64>,
 }
 
+/// An actor's handle and its verification state (the handle verifier's view of `actors`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActorHandle {
+    /// The actor.
+    pub did: String,
+    /// The handle as announced by `#identity`, or as last verified.
+    pub handle: Option<String>,
+    /// Whether `handle` was verified both ways (DID document and handle resolution).
+    pub verified: bool,
+    /// When it was last checked (Unix microseconds); `None` if never.
+    pub checked_us: Option<i64>,
+    /// When it is due for a check (Unix microseconds; 0: now, as after an `#identity`).
+    pub due_us: i64,
+    /// Checks in a row that did not verify.
+    pub failures: i64,
+}
+
+/// What a handle check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandleVerdict {
+    /// The DID document claims this handle (normalised) and it resolves back to the DID.
+    Verified(String),
+    /// The document claims no handle, or the handle does not resolve back to the DID.
+    Invalid,
+    /// The DID document could not be fetched: the verified flag stays as it was.
+    Unreachable,
+}
+
+/// A handle check to store ([`Store::record_handle_check`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandleCheck {
+    /// What the check found.
+    pub verdict: HandleVerdict,
+    /// When it ran (Unix microseconds).
+    pub checked_us: i64,
+    /// When to check again (Unix microseconds).
+    pub due_us: i64,
+    /// Checks in a row that did not verify, this one included (0 when verified).
+    pub failures: i64,
+}
+
 /// Label values that keep a record (on its URI) or all of an account's records (on its
 /// DID) out of every query: the reference AppView's takedown-like behaviour labels.
 pub const HIDING_LABELS: &[&str] = &["!hide", "!takedown", "!suspend"];
@@ -177,6 +233,22 @@ pub trait Store: Send + Sync + 'static {
     fn actor(
         &self,
         did: &str,
+    ) -> impl Future<Output = Result<Option<ProfileView>, StoreError>> + Send;
+
+    /// [`Store::record`] with the labels of `labelers` only (`None`: every configured
+    /// source, redacting).
+    fn record_for(
+        &self,
+        uri: &str,
+        labelers: Option<&Labelers>,
+    ) -> impl Future<Output = Result<Option<RecordView>, StoreError>> + Send;
+
+    /// [`Store::actor`] with counts that leave out what `labelers` hide (`None`: every
+    /// configured source, redacting).
+    fn actor_for(
+        &self,
+        did: &str,
+        labelers: Option<&Labelers>,
     ) -> impl Future<Output = Result<Option<ProfileView>, StoreError>> + Send;
 
     /// `recipient`'s notifications, newest first: `before` an id (from a previous page) or
@@ -300,6 +372,32 @@ pub trait Store: Send + Sync + 'static {
         subjects: &[String],
         now_us: i64,
     ) -> impl Future<Output = Result<Vec<LabelView>, StoreError>> + Send;
+
+    /// Up to `limit` actors whose handle check is due at `now_us` (never checked, changed
+    /// by an `#identity`, a retry whose delay has passed, or a periodic re-check), the
+    /// longest due first.
+    fn handles_due(
+        &self,
+        now_us: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<ActorHandle>, StoreError>> + Send;
+
+    /// One actor's handle and verification state; `None` if never seen.
+    fn actor_handle(
+        &self,
+        did: &str,
+    ) -> impl Future<Output = Result<Option<ActorHandle>, StoreError>> + Send;
+
+    /// Stores the outcome of checking `read` (as [`Store::handles_due`] returned it): a
+    /// verified handle replaces the stored one and is marked verified; an invalid one is
+    /// marked unverified; an unreachable document changes only the schedule. Written only
+    /// if the actor's handle and due time are still those of `read` (an `#identity` that
+    /// arrived meanwhile wins, and is checked next); returns whether it was written.
+    fn record_handle_check(
+        &self,
+        read: &ActorHandle,
+        check: &HandleCheck,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 /// Records (or follows) per multi-row upsert: 11 columns each, well under SQLite's 32,766
@@ -489,6 +587,22 @@ impl Store for AnyStore {
         forward!(self.actor(did))
     }
 
+    async fn record_for(
+        &self,
+        uri: &str,
+        labelers: Option<&Labelers>,
+    ) -> Result<Option<RecordView>, StoreError> {
+        forward!(self.record_for(uri, labelers))
+    }
+
+    async fn actor_for(
+        &self,
+        did: &str,
+        labelers: Option<&Labelers>,
+    ) -> Result<Option<ProfileView>, StoreError> {
+        forward!(self.actor_for(did, labelers))
+    }
+
     async fn notifications(
         &self,
         recipient: &str,
@@ -584,6 +698,22 @@ impl Store for AnyStore {
     ) -> Result<Vec<LabelView>, StoreError> {
         forward!(self.labels_on(subjects, now_us))
     }
+
+    async fn handles_due(&self, now_us: i64, limit: usize) -> Result<Vec<ActorHandle>, StoreError> {
+        forward!(self.handles_due(now_us, limit))
+    }
+
+    async fn actor_handle(&self, did: &str) -> Result<Option<ActorHandle>, StoreError> {
+        forward!(self.actor_handle(did))
+    }
+
+    async fn record_handle_check(
+        &self,
+        read: &ActorHandle,
+        check: &HandleCheck,
+    ) -> Result<bool, StoreError> {
+        forward!(self.record_handle_check(read, check))
+    }
 }
 
 /// Puts each label in `labels` on the views it applies to: those of the record it names
@@ -613,15 +743,56 @@ pub(crate) fn attach_labels(views: &mut [RecordView], labels: Vec<LabelView>) {
 /// account `did`; `now` is the placeholder bound to the current time in microseconds.
 /// Uses `labels_by_subject`, one index probe per subject.
 pub(crate) fn not_hidden(uri: &str, cid: &str, did: &str, now: &str) -> String {
+    not_hidden_by(uri, cid, did, now, None).unwrap_or_else(|| "TRUE".to_owned())
+}
+
+/// [`not_hidden`] for the hiding labels of `redact` only (`None`: every configured
+/// source); `None` when it names none (nothing hides, and `now` is not used).
+///
+/// The DIDs are written into the SQL as literals, so only those made of DID characters
+/// (letters, digits, `.`, `_`, `:`, `%`, `-`: no quote can pass) are kept; the others,
+/// which no configured source can match anyway, are dropped.
+pub(crate) fn not_hidden_by(
+    uri: &str,
+    cid: &str,
+    did: &str,
+    now: &str,
+    redact: Option<&[String]>,
+) -> Option<String> {
+    let sources = match redact {
+        None => String::new(),
+        Some(dids) => {
+            let list = sql_did_list(dids);
+            if list.is_empty() {
+                return None;
+            }
+            format!(" AND l.src IN ({list})")
+        }
+    };
     let values = HIDING_LABELS
         .iter()
         .map(|v| format!("'{v}'"))
         .collect::<Vec<_>>()
         .join(", ");
-    format!(
+    Some(format!(
         "NOT EXISTS (SELECT 1 FROM labels l JOIN label_sources ls ON ls.src = l.src \
-         WHERE (l.uri = {uri} OR l.uri = {did}) AND l.val IN ({values}) AND ls.active \
+         WHERE (l.uri = {uri} OR l.uri = {did}) AND l.val IN ({values}) AND ls.active{sources} \
          AND l.neg = FALSE AND (l.exp_us IS NULL OR l.exp_us > {now}) \
          AND (l.cid IS NULL OR l.uri <> {uri} OR l.cid = {cid}))"
-    )
+    ))
+}
+
+/// `dids` as a comma-separated list of SQL string literals, keeping only those made of DID
+/// characters (see [`not_hidden_by`]).
+fn sql_did_list(dids: &[String]) -> String {
+    dids.iter()
+        .filter(|d| {
+            d.starts_with("did:")
+                && d.len() <= 2048
+                && d.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._:%-".contains(&b))
+        })
+        .map(|d| format!("'{d}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

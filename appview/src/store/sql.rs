@@ -50,9 +50,10 @@ macro_rules! sql_store {
         use crate::index::{Change, Profile, RecordRow};
         use crate::labels::Label;
         use crate::store::{
-            Applied, BackfillCounts, CollectionCount, FeedQuery, LabelView, MAX_PAGE,
+            ActorHandle, Applied, BackfillCounts, CollectionCount, FeedQuery, HandleCheck,
+            HandleVerdict, LabelView, MAX_PAGE,
             NotificationPage, NotificationView, Page, ProfileView, RecordView, Snapshot, Store,
-            StoreError, attach_labels, not_hidden,
+            StoreError, attach_labels, not_hidden, not_hidden_by, Labelers,
         };
 
         type Db = $db;
@@ -106,10 +107,12 @@ macro_rules! sql_store {
                 }
                 Change::Handle { did, handle } => {
                     sqlx::query(
-                        "INSERT INTO actors (did, handle, handle_verified, updated_us)
-                         VALUES ($1, $2, FALSE, $3)
+                        "INSERT INTO actors (did, handle, handle_verified, updated_us,
+                             handle_due_us, handle_failures)
+                         VALUES ($1, $2, FALSE, $3, 0, 0)
                          ON CONFLICT (did) DO UPDATE SET handle = excluded.handle,
-                             handle_verified = FALSE, updated_us = excluded.updated_us",
+                             handle_verified = FALSE, updated_us = excluded.updated_us,
+                             handle_due_us = 0, handle_failures = 0",
                     )
                     .bind(did)
                     .bind(handle)
@@ -567,6 +570,21 @@ macro_rules! sql_store {
             })
         }
 
+        /// The columns of an [`ActorHandle`](crate::store::ActorHandle).
+        const HANDLE_COLUMNS: &str = "did, handle, handle_verified, handle_checked_us,
+            handle_due_us, handle_failures";
+
+        fn actor_handle(row: &DbRow) -> Result<ActorHandle, StoreError> {
+            Ok(ActorHandle {
+                did: row.try_get("did")?,
+                handle: row.try_get("handle")?,
+                verified: row.try_get("handle_verified")?,
+                checked_us: row.try_get("handle_checked_us")?,
+                due_us: row.try_get("handle_due_us")?,
+                failures: row.try_get("handle_failures")?,
+            })
+        }
+
         /// Notifications of `$1` (the recipient) whose author is not inactive, with the
         /// author's handle and the causing record's JSON when it is indexed.
         const NOTIFICATION_SELECT: &str = "SELECT n.id, n.reason, n.author, a.handle,
@@ -581,6 +599,7 @@ macro_rules! sql_store {
             pool: &sqlx::Pool<Db>,
             views: &mut [RecordView],
             now: i64,
+            accept: Option<&[String]>,
         ) -> Result<(), StoreError> {
             if views.is_empty() {
                 return Ok(());
@@ -591,24 +610,39 @@ macro_rules! sql_store {
                 .collect();
             subjects.sort_unstable();
             subjects.dedup();
-            let labels = labels_on(pool, &subjects, now).await?;
+            let labels = labels_on(pool, &subjects, now, accept).await?;
             attach_labels(views, labels);
             Ok(())
         }
 
+        /// The labels in force on `subjects` from the configured sources, only those in
+        /// `accept` when given.
         async fn labels_on(
             pool: &sqlx::Pool<Db>,
             subjects: &[String],
             now: i64,
+            accept: Option<&[String]>,
         ) -> Result<Vec<LabelView>, StoreError> {
             let mut out = Vec::new();
+            if accept.is_some_and(|a| a.is_empty()) {
+                return Ok(out);
+            }
             for chunk in subjects.chunks(crate::store::RECORD_CHUNK) {
                 let mut q = sqlx::QueryBuilder::<Db>::new(
                     "SELECT l.src, l.uri, l.cid, l.val, l.cts, l.exp FROM labels l \
                      JOIN label_sources ls ON ls.src = l.src \
                      WHERE ls.active AND l.neg = FALSE AND (l.exp_us IS NULL OR l.exp_us > ",
                 );
-                q.push_bind(now).push(") AND l.uri IN (");
+                q.push_bind(now).push(")");
+                if let Some(accept) = accept {
+                    q.push(" AND l.src IN (");
+                    let mut list = q.separated(", ");
+                    for src in accept {
+                        list.push_bind(src);
+                    }
+                    list.push_unseparated(")");
+                }
+                q.push(" AND l.uri IN (");
                 let mut list = q.separated(", ");
                 for subject in chunk {
                     list.push_bind(subject);
@@ -731,16 +765,26 @@ macro_rules! sql_store {
             }
 
             async fn record(&self, uri: &str) -> Result<Option<RecordView>, StoreError> {
+                self.record_for(uri, None).await
+            }
+
+            async fn record_for(
+                &self,
+                uri: &str,
+                labelers: Option<&Labelers>,
+            ) -> Result<Option<RecordView>, StoreError> {
                 let now = now_us();
                 let labelled = self.labelled.get();
-                let hidden = if labelled {
-                    format!(" AND {}", not_hidden("r.uri", "r.cid", "r.did", "$2"))
-                } else {
-                    String::new()
-                };
-                let sql = format!("SELECT {RECORD_COLUMNS} {VISIBLE} AND r.uri = $1{hidden}");
+                let redact = labelers.map(|l| l.redact.as_slice());
+                let hidden = labelled
+                    .then(|| not_hidden_by("r.uri", "r.cid", "r.did", "$2", redact))
+                    .flatten();
+                let sql = format!(
+                    "SELECT {RECORD_COLUMNS} {VISIBLE} AND r.uri = $1{}",
+                    hidden.as_ref().map_or_else(String::new, |h| format!(" AND {h}"))
+                );
                 let mut query = sqlx::query(&sql).bind(uri);
-                if labelled {
+                if hidden.is_some() {
                     query = query.bind(now);
                 }
                 let row = query.fetch_optional(&self.readers).await?;
@@ -751,7 +795,8 @@ macro_rules! sql_store {
                     return Ok(Some(view));
                 }
                 let mut views = [view];
-                label_views(&self.readers, &mut views, now).await?;
+                let accept = labelers.map(|l| l.accept.as_slice());
+                label_views(&self.readers, &mut views, now, accept).await?;
                 let [view] = views;
                 Ok(Some(view))
             }
@@ -765,8 +810,12 @@ macro_rules! sql_store {
                 // Labelled records never reach a page: the filter is part of the query, so
                 // pages stay full and cursors stay valid.
                 let labelled = self.labelled.get();
-                let hidden = not_hidden("r.uri", "r.cid", "r.did", "\u{0}");
-                if labelled && let Some((before, after)) = hidden.split_once('\u{0}') {
+                let redact = query.labelers.as_ref().map(|l| l.redact.as_slice());
+                let hidden = not_hidden_by("r.uri", "r.cid", "r.did", "\u{0}", redact);
+                if labelled
+                    && let Some((before, after)) =
+                        hidden.as_deref().and_then(|h| h.split_once('\u{0}'))
+                {
                     q.push(" AND ").push(before).push_bind(now).push(after);
                 }
                 if let Some(author) = &query.author {
@@ -821,7 +870,8 @@ macro_rules! sql_store {
                     .map(record_view)
                     .collect::<Result<Vec<_>, _>>()?;
                 if labelled {
-                    label_views(&self.readers, &mut records, now).await?;
+                    let accept = query.labelers.as_ref().map(|l| l.accept.as_slice());
+                    label_views(&self.readers, &mut records, now, accept).await?;
                 }
                 let cursor = match (records.len() == limit, rows.last()) {
                     (true, Some(last)) => {
@@ -835,6 +885,14 @@ macro_rules! sql_store {
             }
 
             async fn actor(&self, did: &str) -> Result<Option<ProfileView>, StoreError> {
+                self.actor_for(did, None).await
+            }
+
+            async fn actor_for(
+                &self,
+                did: &str,
+                labelers: Option<&Labelers>,
+            ) -> Result<Option<ProfileView>, StoreError> {
                 let Some(row) = sqlx::query(
                     "SELECT did, handle, active, status, display_name, description, avatar_cid
                      FROM actors WHERE did = $1",
@@ -845,11 +903,29 @@ macro_rules! sql_store {
                 else {
                     return Ok(None);
                 };
-                let counts = sqlx::query(
-                    "SELECT collection, COUNT(*) AS n FROM records WHERE did = $1
-                     GROUP BY collection ORDER BY collection",
-                )
-                .bind(did)
+                // Counted as the feeds show them: records and follows hidden by a label
+                // are left out, and so are follows by inactive accounts.
+                let now = now_us();
+                let redact = labelers.map(|l| l.redact.as_slice());
+                // Whether anything can hide: labels stored, and a redacting source.
+                let labelled = self.labelled.get()
+                    && not_hidden_by("", "", "", "", redact).is_some();
+                let hidden = |uri: &str, cid: &str, author: &str| {
+                    match not_hidden_by(uri, cid, author, "$2", redact) {
+                        Some(h) if labelled => format!(" AND {h}"),
+                        _ => String::new(),
+                    }
+                };
+                let sql = format!(
+                    "SELECT r.collection, COUNT(*) AS n FROM records r WHERE r.did = $1{}
+                     GROUP BY r.collection ORDER BY r.collection",
+                    hidden("r.uri", "r.cid", "r.did")
+                );
+                let mut query = sqlx::query(&sql).bind(did);
+                if labelled {
+                    query = query.bind(now);
+                }
+                let counts = query
                 .fetch_all(&self.readers)
                 .await?
                 .iter()
@@ -860,12 +936,18 @@ macro_rules! sql_store {
                     })
                 })
                 .collect::<Result<Vec<_>, sqlx::Error>>()?;
-                let followers: i64 =
-                    sqlx::query("SELECT COUNT(*) AS n FROM follows WHERE subject = $1")
-                        .bind(did)
-                        .fetch_one(&self.readers)
-                        .await?
-                        .try_get("n")?;
+                let sql = format!(
+                    "SELECT COUNT(*) AS n FROM follows f
+                         LEFT JOIN actors a ON a.did = f.did
+                         LEFT JOIN records r ON r.uri = f.uri
+                     WHERE f.subject = $1 AND COALESCE(a.active, TRUE){}",
+                    hidden("f.uri", "r.cid", "f.did")
+                );
+                let mut query = sqlx::query(&sql).bind(did);
+                if labelled {
+                    query = query.bind(now);
+                }
+                let followers: i64 = query.fetch_one(&self.readers).await?.try_get("n")?;
                 Ok(Some(ProfileView {
                     did: row.try_get("did")?,
                     handle: row.try_get("handle")?,
@@ -1170,7 +1252,7 @@ macro_rules! sql_store {
                 subjects: &[String],
                 now_us: i64,
             ) -> Result<Vec<LabelView>, StoreError> {
-                labels_on(&self.readers, subjects, now_us).await
+                labels_on(&self.readers, subjects, now_us, None).await
             }
 
             async fn record_cids(&self) -> Result<Vec<(String, String)>, StoreError> {
@@ -1194,6 +1276,69 @@ macro_rules! sql_store {
                     Some(r) => Some((r.try_get("cid")?, r.try_get("pending")?)),
                     None => None,
                 })
+            }
+
+            async fn handles_due(
+                &self,
+                now_us: i64,
+                limit: usize,
+            ) -> Result<Vec<ActorHandle>, StoreError> {
+                let sql = format!(
+                    "SELECT {HANDLE_COLUMNS} FROM actors WHERE handle_due_us <= $1
+                     ORDER BY handle_due_us, did LIMIT $2"
+                );
+                sqlx::query(&sql)
+                    .bind(now_us)
+                    .bind(limit as i64)
+                    .fetch_all(&self.readers)
+                    .await?
+                    .iter()
+                    .map(actor_handle)
+                    .collect()
+            }
+
+            async fn actor_handle(&self, did: &str) -> Result<Option<ActorHandle>, StoreError> {
+                let sql = format!("SELECT {HANDLE_COLUMNS} FROM actors WHERE did = $1");
+                sqlx::query(&sql)
+                    .bind(did)
+                    .fetch_optional(&self.readers)
+                    .await?
+                    .as_ref()
+                    .map(actor_handle)
+                    .transpose()
+            }
+
+            async fn record_handle_check(
+                &self,
+                read: &ActorHandle,
+                check: &HandleCheck,
+            ) -> Result<bool, StoreError> {
+                // The verdict sets the handle and flag (an unreachable document leaves
+                // both); the guard on handle and due time keeps a newer #identity.
+                let (handle, verdict) = match &check.verdict {
+                    HandleVerdict::Verified(handle) => (Some(handle.as_str()), "verified"),
+                    HandleVerdict::Invalid => (None, "invalid"),
+                    HandleVerdict::Unreachable => (None, "unreachable"),
+                };
+                let query = sqlx::query(
+                    "UPDATE actors SET handle = COALESCE($6, handle),
+                         handle_verified = CASE $7 WHEN 'verified' THEN TRUE
+                             WHEN 'invalid' THEN FALSE ELSE handle_verified END,
+                         handle_checked_us = $3, handle_due_us = $4, handle_failures = $5
+                     WHERE did = $1 AND handle_due_us = $2 AND handle IS NOT DISTINCT FROM $8",
+                )
+                .bind(&read.did)
+                .bind(read.due_us)
+                .bind(check.checked_us)
+                .bind(check.due_us)
+                .bind(check.failures)
+                .bind(handle)
+                .bind(verdict)
+                .bind(read.handle.as_deref());
+                let mut tx = self.writer.begin().await?;
+                let written = query.execute(&mut *tx).await?.rows_affected() > 0;
+                tx.commit().await?;
+                Ok(written)
             }
 
             async fn pending_records(
