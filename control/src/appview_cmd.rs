@@ -32,6 +32,11 @@ pub struct ServeArgs {
 /// Runs the AppView until Ctrl-C/SIGTERM, then commits the last ingest batch and stops.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let loaded = crate::config::load(&args.config)?;
+    // Sign-in seals its sessions with `DATA_DIR/secrets/oauth_token_key`: made if missing.
+    if loaded.config.services.appview.signin.enabled {
+        crate::config::secrets::ensure_secrets(&loaded.data_dir())
+            .with_context(|| format!("the secrets in {}", loaded.data_dir().display()))?;
+    }
     let config = loaded
         .appview_config()
         .map_err(|reason| anyhow::anyhow!("{}: {reason}", args.config.display()))?;
