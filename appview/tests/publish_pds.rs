@@ -21,7 +21,8 @@
 //! - the PDS killed during a publish: retried until it is back, one record;
 //! - delete; the reconciler confirms a record the firehose never brought and removes one
 //!   the PDS no longer has;
-//! - the per-viewer queries accept the signed-in session (from the AppView's own origin).
+//! - the per-viewer queries accept the signed-in session (from the AppView's own origin),
+//!   and the author gets a "visible" notification once the firehose confirms a publish.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::PermissionsExt;
@@ -381,6 +382,18 @@ async fn run() {
         a.status(&uri).await == "confirmed"
     })
     .await;
+    // The author hears that it is visible from the network.
+    let notes = a
+        .get("/xrpc/computer.aesthetic.notification.listNotifications")
+        .await;
+    assert!(
+        notes["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["reason"] == "visible" && n["uri"] == uri.as_str()),
+        "{notes}"
+    );
     let rkey = uri.rsplit('/').next().unwrap();
     let stored = account
         .get_record("computer.aesthetic.painting", rkey)

@@ -81,6 +81,7 @@ on_both_backends!(
     profile_counts_leave_out_hidden_records,
     handle_checks_are_scheduled_and_guarded,
     accepted_labelers_choose_sources_and_redaction,
+    publishes_and_labels_notify_their_authors,
 );
 
 fn row(did: &str, collection: &str, rkey: &str, cid: &str, when: &str) -> RecordRow {
@@ -956,10 +957,17 @@ async fn labels_hide_warn_negate_expire(fixture: Fixture) {
             .notifications(A, None, 50)
             .await
             .expect("notifications");
-        assert_eq!(notes.notifications.len(), usize::from(notified), "step {i}");
+        // The remix notice follows the remix's visibility (the labels also send A
+        // moderation notices, counted in the unread count).
+        let remix_notes = notes
+            .notifications
+            .iter()
+            .filter(|n| n.reason == "remix")
+            .count();
+        assert_eq!(remix_notes, usize::from(notified), "step {i}");
         assert_eq!(
             store.unread_count(A).await.expect("unread"),
-            i64::from(notified),
+            i64::try_from(notes.notifications.len()).expect("count"),
             "step {i}"
         );
     }
@@ -1420,4 +1428,103 @@ impl RkeyOf for atelier_appview::store::RecordView {
     fn rkey_of(&self) -> String {
         self.uri.rsplit('/').next().unwrap_or_default().to_owned()
     }
+}
+
+/// The reasons and URIs of `did`'s notifications, newest first.
+async fn notices(store: &AnyStore, did: &str) -> Vec<(String, String)> {
+    let page = store
+        .notifications(did, None, 50)
+        .await
+        .expect("notifications");
+    page.notifications
+        .iter()
+        .map(|n| (n.reason.clone(), n.uri.clone()))
+        .collect()
+}
+
+/// A record the publishing API inserted tells its author when the network confirms it
+/// ("visible", once); a record already indexed the normal way does not. A label on an
+/// author's record or account tells them ("moderation", from the labeler, with the value),
+/// even when the label hides the record; a negation does not.
+async fn publishes_and_labels_notify_their_authors(fixture: Fixture) {
+    let store = fixture.open().await;
+    let published = row(A, MOOD, "m1", "bafy-1", "2026-01-01T00:00:00Z");
+    let plain = row(A, MOOD, "m2", "bafy-2", "2026-01-02T00:00:00Z");
+    store
+        .apply(&[Change::Optimistic(published.clone())], None)
+        .await
+        .expect("optimistic insert");
+    assert!(
+        notices(&store, A).await.is_empty(),
+        "not before the network has it"
+    );
+    assert_eq!(
+        store.record_state(&published.uri).await.expect("state"),
+        Some(("bafy-1".to_owned(), true))
+    );
+    // The firehose delivers both (twice: a replay notifies nothing more).
+    for _ in 0..2 {
+        store
+            .apply(
+                &[
+                    Change::Record(published.clone()),
+                    Change::Record(plain.clone()),
+                ],
+                Some(("ws://x", 1)),
+            )
+            .await
+            .expect("ingest");
+    }
+    assert_eq!(
+        store.record_state(&published.uri).await.expect("state"),
+        Some(("bafy-1".to_owned(), false))
+    );
+    assert_eq!(
+        notices(&store, A).await,
+        vec![("visible".to_owned(), published.uri.clone())]
+    );
+
+    // A hiding label on the record, a warning on the account, a negation elsewhere.
+    store
+        .set_label_sources(&[L1.to_owned()])
+        .await
+        .expect("sources");
+    let mut negated = label(L1, &plain.uri, "!warn");
+    negated.neg = Some(true);
+    store
+        .apply_labels(
+            L1,
+            &[
+                label(L1, &published.uri, "!hide"),
+                label(L1, A, "spam"),
+                negated,
+            ],
+            1,
+        )
+        .await
+        .expect("labels");
+    // The "visible" notice is about a record now hidden, so it is left out like any
+    // notice about hidden content; the moderation notices are kept.
+    let got = notices(&store, A).await;
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(
+        got.contains(&("moderation".to_owned(), published.uri.clone())),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&("moderation".to_owned(), format!("at://{A}"))),
+        "{got:?}"
+    );
+    let page = store
+        .notifications(A, None, 50)
+        .await
+        .expect("notifications");
+    let on_record = page
+        .notifications
+        .iter()
+        .find(|n| n.reason == "moderation" && n.uri == published.uri)
+        .expect("the record's notice");
+    assert_eq!(on_record.author, L1);
+    assert_eq!(on_record.subject.as_deref(), Some("!hide"));
+    store.close().await;
 }

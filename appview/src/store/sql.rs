@@ -152,11 +152,65 @@ macro_rules! sql_store {
             notify_actors: bool,
         ) -> Result<(), StoreError> {
             let run = crate::store::split_run(run);
+            // Records the publishing API inserted and this run confirms (or repairs):
+            // their authors hear that the publish is visible from the network.
+            let confirmed = if notify_actors && !run.records.is_empty() {
+                pending_among(tx, &run.records).await?
+            } else {
+                Vec::new()
+            };
             applied.records_written += upsert_records(tx, &run.records).await?;
             upsert_follows(tx, &run.follows).await?;
             upsert_revs(tx, &run.revs).await?;
             if notify_actors {
                 notify(tx, &run.records, &run.follows).await?;
+                notify_visible(tx, &confirmed).await?;
+            }
+            Ok(())
+        }
+
+        /// The records of `rows` that are pending (inserted by the publishing API), read
+        /// through the partial index of pending rows (few, usually none).
+        async fn pending_among<'r>(
+            tx: &mut Transaction<'_, Db>,
+            rows: &[&'r RecordRow],
+        ) -> Result<Vec<&'r RecordRow>, StoreError> {
+            let pending: std::collections::HashSet<String> =
+                sqlx::query("SELECT uri FROM records WHERE pending")
+                    .fetch_all(&mut **tx)
+                    .await?
+                    .iter()
+                    .map(|r| r.try_get("uri"))
+                    .collect::<Result<_, sqlx::Error>>()?;
+            if pending.is_empty() {
+                return Ok(Vec::new());
+            }
+            Ok(rows
+                .iter()
+                .copied()
+                .filter(|r| pending.contains(&r.uri))
+                .collect())
+        }
+
+        /// "Your publish is visible": a notification to each author of `rows`.
+        async fn notify_visible(
+            tx: &mut Transaction<'_, Db>,
+            rows: &[&RecordRow],
+        ) -> Result<(), StoreError> {
+            let now = now_us();
+            for row in rows {
+                sqlx::query(
+                    "INSERT INTO notifications (recipient, reason, author, uri, subject,
+                         created_at, indexed_us)
+                     VALUES ($1, 'visible', $1, $2, NULL, $3, $4)
+                     ON CONFLICT (recipient, reason, uri) DO NOTHING",
+                )
+                .bind(&row.did)
+                .bind(&row.uri)
+                .bind(row.created_at.as_deref().unwrap_or(""))
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
             }
             Ok(())
         }
@@ -368,6 +422,38 @@ macro_rules! sql_store {
                 q.build().execute(&mut **tx).await?;
             }
             Ok(changed)
+        }
+
+        /// A moderation notice to the owner of a labelled record or account (a known
+        /// actor), from the labeler, naming the label value. One per subject: a later label
+        /// on the same subject does not notify again.
+        async fn notify_moderation(
+            tx: &mut Transaction<'_, Db>,
+            label: &Label,
+        ) -> Result<(), StoreError> {
+            let (owner, uri) = if label.uri.starts_with("did:") {
+                (label.uri.as_str(), format!("at://{}", label.uri))
+            } else {
+                match crate::store::uri_did(&label.uri) {
+                    Some(owner) => (owner, label.uri.clone()),
+                    None => return Ok(()),
+                }
+            };
+            sqlx::query(
+                "INSERT INTO notifications (recipient, reason, author, uri, subject,
+                     created_at, indexed_us)
+                 SELECT did, 'moderation', $2, $3, $4, $5, $6 FROM actors WHERE did = $1
+                 ON CONFLICT (recipient, reason, uri) DO NOTHING",
+            )
+            .bind(owner)
+            .bind(&label.src)
+            .bind(&uri)
+            .bind(&label.val)
+            .bind(&label.cts)
+            .bind(now_us())
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
         }
 
         /// Inserts a record the publishing API wrote, as pending, unless its URI is
@@ -666,7 +752,11 @@ macro_rules! sql_store {
         /// or nothing while no label is stored.
         fn notification_filter(labelled: bool, now: &str) -> String {
             if labelled {
-                format!(" AND {}", not_hidden("n.uri", "r.cid", "n.author", now))
+                // A moderation notice is about hidden content by design: it is kept.
+                format!(
+                    " AND (n.reason = 'moderation' OR {})",
+                    not_hidden("n.uri", "r.cid", "n.author", now)
+                )
             } else {
                 String::new()
             }
@@ -1188,6 +1278,9 @@ macro_rules! sql_store {
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
+                    if !label.is_negation() {
+                        notify_moderation(&mut tx, label).await?;
+                    }
                 }
                 if stored > 0 {
                     // Before the commit: a query that sees the rows also applies them.

@@ -41,21 +41,27 @@ pub struct NotificationView {
     /// Schema: `boolean`.
     pub is_read: bool,
     /// `remix`: a record remixes one of the viewer's works; `mention`: a record's text mentions
-    /// the viewer's handle; `follow`: someone follows the viewer.
+    /// the viewer's handle; `follow`: someone follows the viewer; `moderation`: a labeler the
+    /// AppView follows labelled the viewer's record or account (`author` is the labeler,
+    /// `subject` the label value); `visible`: a record the viewer published through this
+    /// AppView reached the index from the network (`author` is the viewer).
     ///
-    /// Schema: `string`, `knownValues: remix, mention, follow`.
+    /// Schema: `string`, `knownValues: remix, mention, follow, moderation, visible`.
     pub reason: String,
     /// The causing record as indexed, when it is an AC record still visible.
     ///
     /// Schema: `unknown`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub record: Option<serde_json::Value>,
-    /// What it is about: the remixed work's AT-URI, or the viewer's DID for a follow.
+    /// What it is about: the remixed work's AT-URI, the viewer's DID for a follow, the label
+    /// value for `moderation`.
     ///
     /// Schema: `string`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
-    /// The record that caused it (the remix, the mentioning record, the follow).
+    /// The record that caused it (the remix, the mentioning record, the follow); for
+    /// `moderation` the labelled record, or `at://DID` for the account; for `visible` the
+    /// published record.
     ///
     /// Schema: `string`, `format: at-uri`.
     pub uri: String,
