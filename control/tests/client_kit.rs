@@ -7,8 +7,10 @@
 //!    through the AppView's own pages: publish with progress, the feed, `confirmed` by
 //!    ingest, a remix and its notification (live stream and list, through the session
 //!    cookie), the typed errors on both sides of the wire;
-//! 3. **browser**: the same stack in headless Chromium: the first account's session cookie
-//!    is set in the browser, `/kit/demo` publishes a painting from a file chosen in its form,
+//! 3. **browser**: the same stack in headless Chromium: the first account signs in as a
+//!    person would (the AppView's `/login`, the PDS's own sign-in page with the password
+//!    typed in, its consent page, back to `/account`), `/kit/demo` publishes a painting
+//!    from a file chosen in its form,
 //!    the progress bar completes and the painting appears in `<atelier-feed>`; when the
 //!    second account remixes it, the page's live notification stream (a WebSocket the
 //!    cookie authenticates) shows the remix; the page's strict content security policy is
@@ -352,10 +354,11 @@ async fn in_a_browser() {
             json!({ "source": CSP_WATCH }),
         )
         .await;
-    let session = stack.ada.1.get("atelier_session").expect("ada's session");
-    browser
-        .set_cookie(&stack.base, "atelier_session", session)
-        .await;
+    // Signed in through the pages, in the browser: the AppView's form, the PDS's own
+    // sign-in and consent pages, back with the session cookie.
+    sign_in_in_the_browser(&mut browser, &stack.base, &stack.ada.0).await;
+    let account = browser.text("#did").await;
+    assert_eq!(account, stack.ada.0.did, "the account page names ada");
     browser.goto(&format!("{}/kit/demo", stack.base)).await;
     browser
         .wait_until(
@@ -461,4 +464,48 @@ async fn in_a_browser() {
     eprintln!("browser: {uri} in {:?}", started.elapsed());
     drop(browser);
     stack.stop().await;
+}
+
+/// Signs `account` in as a person would, in the browser: the AppView's `/login` form, the
+/// PDS's own sign-in page (handle prefilled, password typed), its consent page
+/// ("Authorize"), and back to the AppView's `/account`.
+async fn sign_in_in_the_browser(browser: &mut Browser, base: &str, account: &Account) {
+    browser.goto(&format!("{base}/login")).await;
+    browser
+        .fill("form[action='/login']", &[("handle", &account.handle)])
+        .await;
+    browser
+        .click("form[action='/login'] button[type=submit]")
+        .await;
+    browser
+        .wait_until(
+            "the PDS's sign-in page",
+            "!!document.querySelector('input[type=password]')",
+            STEP,
+        )
+        .await;
+    // Typed into the focused field, as a keyboard would (the page is a React app).
+    browser
+        .eval("document.querySelector('input[type=password]').focus(); true")
+        .await;
+    browser
+        .call("Input.insertText", json!({ "text": account.password }))
+        .await;
+    browser
+        .eval("document.querySelector('button[type=submit]').click(); true")
+        .await;
+    browser
+        .wait_until(
+            "the PDS's consent page",
+            "location.hash === '#step=consent' && [...document.querySelectorAll('button')].some(b => b.textContent.trim() === 'Authorize')",
+            STEP,
+        )
+        .await;
+    browser
+        .eval("[...document.querySelectorAll('button')].find(b => b.textContent.trim() === 'Authorize').click(); true")
+        .await;
+    let account_page = format!("location.href === {}", json!(format!("{base}/account")));
+    browser
+        .wait_until("back on the AppView's account page", &account_page, STEP)
+        .await;
 }
