@@ -216,23 +216,32 @@ async fn upload_blob(
     };
     let mut did = None;
     let result = upload(&publisher, &headers, body, key.as_deref(), &mut did).await;
-    let kind = "blob";
+    if let (Some(did), Some(key)) = (&did, &key) {
+        let last = match &result {
+            Ok(answer) => Event::Done(answer.clone()),
+            Err(e) => Event::Failed(e.body()),
+        };
+        publisher.progress.send(did, key, last);
+    }
+    answered(&publisher, "blob", started, result)
+}
+
+/// The response to a publishing request of `kind` begun at `started`, counted in the
+/// metrics (and timed when it succeeded).
+fn answered(
+    publisher: &Publisher,
+    kind: &'static str,
+    started: Instant,
+    result: Result<Value, PublishError>,
+) -> Response {
     match result {
         Ok(answer) => {
             publisher.metrics.outcome(kind, "ok");
             publisher.metrics.took(kind, started.elapsed());
-            if let (Some(did), Some(key)) = (&did, &key) {
-                publisher
-                    .progress
-                    .send(did, key, Event::Done(answer.clone()));
-            }
             reply(StatusCode::OK, answer)
         }
         Err(e) => {
             publisher.metrics.outcome(kind, e.name());
-            if let (Some(did), Some(key)) = (&did, &key) {
-                publisher.progress.send(did, key, Event::Failed(e.body()));
-            }
             failed(&e)
         }
     }
@@ -422,18 +431,7 @@ async fn publish_record(
 ) -> Response {
     let started = Instant::now();
     let result = publish(&publisher, &headers, &body).await;
-    let kind = "record";
-    match result {
-        Ok(answer) => {
-            publisher.metrics.outcome(kind, "ok");
-            publisher.metrics.took(kind, started.elapsed());
-            reply(StatusCode::OK, answer)
-        }
-        Err(e) => {
-            publisher.metrics.outcome(kind, e.name());
-            failed(&e)
-        }
-    }
+    answered(&publisher, "record", started, result)
 }
 
 fn require_json(headers: &HeaderMap) -> Result<(), PublishError> {
@@ -647,17 +645,7 @@ async fn delete_record(
 ) -> Response {
     let started = Instant::now();
     let result = delete(&publisher, &headers, &body).await;
-    match result {
-        Ok(answer) => {
-            publisher.metrics.outcome("delete", "ok");
-            publisher.metrics.took("delete", started.elapsed());
-            reply(StatusCode::OK, answer)
-        }
-        Err(e) => {
-            publisher.metrics.outcome("delete", e.name());
-            failed(&e)
-        }
-    }
+    answered(&publisher, "delete", started, result)
 }
 
 async fn delete(

@@ -677,9 +677,19 @@ async fn callback(
             );
         }
     };
-    match signin.sessions.create(&session).await {
+    start_session(&signin, &headers, &session).await
+}
+
+/// Stores a new `session` (OAuth or an AC-only account's) and sends the browser to
+/// `/account` with its cookie.
+pub(super) async fn start_session(
+    signin: &SignIn,
+    headers: &HeaderMap,
+    session: &crate::oauth::Session,
+) -> Response {
+    match signin.sessions.create(session).await {
         Ok(cookie) => {
-            tracing::info!(did = %session.did, "signed in");
+            tracing::info!(did = %session.did, custodial = session.is_custodial(), "signed in");
             signin.metrics.completed();
             see_other(
                 "/account",
@@ -689,9 +699,12 @@ async fn callback(
         Err(e) => {
             tracing::error!(error = %e, "storing a session");
             signin.metrics.error(ErrorKind::Storage);
-            failed(
+            login_page(
+                signin,
+                headers,
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "Sign-in is unavailable right now. Try again in a moment.",
+                "",
+                Some("Sign-in is unavailable right now. Try again in a moment."),
             )
         }
     }

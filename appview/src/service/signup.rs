@@ -16,8 +16,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::signin::{
-    CSRF_COOKIE, SESSION_COOKIE, SignIn, check_form, csrf_token, form_field, html, login_page,
-    plain, refused, see_other,
+    CSRF_COOKIE, SignIn, check_form, csrf_token, form_field, html, login_page, plain, refused,
+    start_session,
 };
 use crate::oauth::OAuthError;
 use crate::oauth::metrics::ErrorKind;
@@ -76,35 +76,6 @@ pub(super) async fn password_login(
                 StatusCode::BAD_GATEWAY,
                 handle,
                 Some("This server's accounts cannot be reached right now. Try again in a moment."),
-            )
-        }
-    }
-}
-
-/// Stores `session` and sends the browser to `/account` with its cookie.
-async fn start_session(
-    signin: &SignIn,
-    headers: &HeaderMap,
-    session: &crate::oauth::Session,
-) -> Response {
-    match signin.sessions.create(session).await {
-        Ok(cookie) => {
-            tracing::info!(did = %session.did, "signed in (account on this server)");
-            signin.metrics.completed();
-            see_other(
-                "/account",
-                vec![signin.cookie(SESSION_COOKIE, Some(&cookie))],
-            )
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "storing a session");
-            signin.metrics.error(ErrorKind::Storage);
-            login_page(
-                signin,
-                headers,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "",
-                Some("Sign-in is unavailable right now. Try again in a moment."),
             )
         }
     }
