@@ -677,6 +677,66 @@ async fn run() {
         .unwrap();
     assert!(retries >= 1, "{metrics}");
 
+    // A blob the deduplication log remembers but the PDS dropped (an upload no record
+    // referred to in time): the record is refused with BlobNotFound, the log forgets the
+    // blob, and the same bytes uploaded again really go to the PDS.
+    let mut dropped = PNG.to_vec();
+    dropped.extend_from_slice(b"dropped by the PDS");
+    {
+        use sha2::Digest as _;
+        let sha: String = sha2::Sha256::digest(&dropped)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let cid = atelier_appview::relay::lexicons::data::cid_for_raw(&dropped).to_string();
+        let pool = sqlx::SqlitePool::connect(&format!(
+            "sqlite://{}",
+            dir_a.path().join("sessions.sqlite").display()
+        ))
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO publish_blob (did, sha256, cid, mime, size, created_at) \
+             VALUES (?, ?, ?, 'image/png', ?, 0)",
+        )
+        .bind(&account.did)
+        .bind(&sha)
+        .bind(&cid)
+        .bind(i64::try_from(dropped.len()).unwrap())
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    }
+    let (status, stale) = a.blob(dropped.clone(), "image/png", None).await;
+    assert_eq!((status, &stale["deduplicated"]), (200, &json!(true)));
+    let (status, refused) = a
+        .record(
+            "computer.aesthetic.painting",
+            painting(&stale["blob"], "gone"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (400, Some("BlobNotFound")),
+        "{refused}"
+    );
+    let (status, fresh) = a.blob(dropped, "image/png", None).await;
+    assert_eq!(
+        (status, &fresh["deduplicated"]),
+        (200, &json!(false)),
+        "{fresh}"
+    );
+    let (status, again) = a
+        .record(
+            "computer.aesthetic.painting",
+            painting(&fresh["blob"], "back"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{again}");
+
     // Delete: gone from the PDS and from the index.
     let mood_uri = body["uri"].as_str().unwrap().to_owned();
     let response = a

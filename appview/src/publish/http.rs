@@ -504,6 +504,13 @@ async fn publish(
             if !matches!(e, PublishError::Unavailable(_)) {
                 publisher.log.release(&did, &key).await?;
             }
+            if matches!(e, PublishError::BlobNotFound) {
+                // The PDS dropped an upload the log still remembers: forget the record's
+                // blobs so that uploading the bytes again uploads them.
+                for blob in blob_cids(&record) {
+                    publisher.log.forget_blob(&did, &blob).await?;
+                }
+            }
             return Err(e);
         }
     };
@@ -513,6 +520,31 @@ async fn publish(
     let answer = json!({"uri": uri, "cid": cid, "status": "pending", "masked": masked});
     publisher.log.finish(&did, &key, &answer).await?;
     Ok(answer)
+}
+
+/// The CIDs of the blobs `value` refers to (`{"$type": "blob", "ref": {"$link": CID}}`
+/// anywhere in it).
+fn blob_cids(value: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Object(map) => {
+                if map.get("$type").and_then(Value::as_str) == Some("blob")
+                    && let Some(cid) = map
+                        .get("ref")
+                        .and_then(|r| r.get("$link"))
+                        .and_then(Value::as_str)
+                {
+                    out.push(cid.to_owned());
+                }
+                stack.extend(map.values());
+            }
+            Value::Array(items) => stack.extend(items),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// The CID of a record as the PDS computes it (DAG-CBOR of its IPLD form).
@@ -765,6 +797,18 @@ mod tests {
         assert_eq!(split_uri("at://did:plc:abc/computer.aesthetic.mood"), None);
         assert_eq!(split_uri("at://handle.test/c/r"), None);
         assert_eq!(split_uri("https://x/y/z"), None);
+    }
+
+    #[test]
+    fn blob_references_are_found_anywhere_in_a_record() {
+        let record = json!({
+            "thumbnail": {"$type": "blob", "ref": {"$link": "bafkA"}, "mimeType": "image/png", "size": 1},
+            "frames": [{"image": {"$type": "blob", "ref": {"$link": "bafkB"}}}],
+            "ref": "not a blob",
+        });
+        let mut cids = blob_cids(&record);
+        cids.sort();
+        assert_eq!(cids, ["bafkA", "bafkB"]);
     }
 
     #[test]

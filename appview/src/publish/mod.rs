@@ -161,6 +161,11 @@ pub enum PublishError {
     /// The idempotency key was used for another request (422 `IdempotencyKeyReused`).
     #[error("this Idempotency-Key was used for a different request")]
     IdempotencyKeyReused,
+    /// The PDS no longer has a blob the record refers to (400 `BlobNotFound`): an upload
+    /// that no record referenced in time is removed by the PDS. The deduplication log has
+    /// forgotten it, so uploading the same bytes again really uploads them.
+    #[error("the PDS does not have a blob this record refers to: upload it again")]
+    BlobNotFound,
     /// The PDS refused (502 `UpstreamFailed`).
     #[error("the PDS refused: {0}")]
     Upstream(String),
@@ -182,7 +187,8 @@ impl PublishError {
             PublishError::UnsupportedMediaType(_) => 415,
             PublishError::UnknownCollection(_)
             | PublishError::InvalidRecord { .. }
-            | PublishError::InvalidRequest(_) => 400,
+            | PublishError::InvalidRequest(_)
+            | PublishError::BlobNotFound => 400,
             PublishError::TextBlocked { .. } | PublishError::IdempotencyKeyReused => 422,
             PublishError::Upstream(_) => 502,
             PublishError::Unavailable(_) => 503,
@@ -203,6 +209,7 @@ impl PublishError {
             PublishError::InvalidRequest(_) => "InvalidRequest",
             PublishError::TextBlocked { .. } => "TextBlocked",
             PublishError::IdempotencyKeyReused => "IdempotencyKeyReused",
+            PublishError::BlobNotFound => "BlobNotFound",
             PublishError::Upstream(_) => "UpstreamFailed",
             PublishError::Unavailable(_) => "PdsUnavailable",
             PublishError::Internal(_) => "InternalError",

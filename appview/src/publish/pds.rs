@@ -30,6 +30,20 @@ pub fn is_transient(e: &OAuthError) -> bool {
     }
 }
 
+/// Whether the PDS refused a write because a blob it refers to is unknown (the reference
+/// PDS: `InvalidRequest` "Could not find blob: CID", error name `BlobNotFound`).
+fn is_blob_not_found(e: &OAuthError) -> bool {
+    match e {
+        OAuthError::Xrpc { error, message, .. } => {
+            error == "BlobNotFound"
+                || message
+                    .as_deref()
+                    .is_some_and(|m| m.to_ascii_lowercase().contains("could not find blob"))
+        }
+        _ => false,
+    }
+}
+
 /// The publish error an OAuth-side error becomes.
 pub fn publish_error(e: OAuthError) -> PublishError {
     match e {
@@ -96,6 +110,7 @@ impl Publisher {
             Err(e @ (OAuthError::ScopeMissing { .. } | OAuthError::SessionEnded { .. })) => {
                 Err(publish_error(e))
             }
+            Err(e) if is_blob_not_found(&e) => Err(PublishError::BlobNotFound),
             Err(e) => {
                 // Already there from an attempt whose answer was lost?
                 match self.stored_cid(session, collection, rkey).await {
