@@ -435,21 +435,16 @@ async fn publish_record(
 }
 
 fn require_json(headers: &HeaderMap) -> Result<(), PublishError> {
+    if crate::service::is_json(headers) {
+        return Ok(());
+    }
     let content_type = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if content_type
-        .split(';')
-        .next()
-        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
-    {
-        Ok(())
-    } else {
-        Err(PublishError::UnsupportedMediaType(format!(
-            "Content-Type {content_type:?}: send application/json"
-        )))
-    }
+    Err(PublishError::UnsupportedMediaType(format!(
+        "Content-Type {content_type:?}: send application/json"
+    )))
 }
 
 async fn publish(
@@ -717,7 +712,7 @@ async fn delete(
 }
 
 /// `at://did/collection/rkey` → its parts.
-fn split_uri(uri: &str) -> Option<(&str, &str, &str)> {
+pub(crate) fn split_uri(uri: &str) -> Option<(&str, &str, &str)> {
     let rest = uri.strip_prefix("at://")?;
     let mut parts = rest.split('/');
     let (did, collection, rkey) = (parts.next()?, parts.next()?, parts.next()?);

@@ -48,7 +48,7 @@ impl Publisher {
         let pending = self.store.pending_records(cutoff, PER_ROUND).await?;
         let mut settled = 0;
         for (uri, _cid) in pending {
-            let Some((did, collection, rkey)) = split(&uri) else {
+            let Some((did, collection, rkey)) = super::http::split_uri(&uri) else {
                 continue;
             };
             let change = match self.fetch(did, collection, rkey).await {
@@ -120,9 +120,4 @@ impl Publisher {
             Err(e) => Err(e.to_string()),
         }
     }
-}
-
-fn split(uri: &str) -> Option<(&str, &str, &str)> {
-    let mut parts = uri.strip_prefix("at://")?.splitn(3, '/');
-    Some((parts.next()?, parts.next()?, parts.next()?))
 }

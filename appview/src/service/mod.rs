@@ -336,6 +336,16 @@ pub async fn run(
     ingest_result
 }
 
+/// Whether the request's body is declared `application/json` (parameters ignored): a
+/// body a cross-site HTML form cannot send, which cookie-authenticated writes require.
+pub(crate) fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+}
+
 fn shared_source(config: &AppViewConfig) -> String {
     config
         .ingest

@@ -70,15 +70,8 @@ async fn viewer(shared: &Shared, headers: &HeaderMap, lxm: &str) -> Result<Strin
                 "signed-in requests must come from this AppView's own pages".into(),
             ));
         }
-        if lxm == update_seen::NSID {
-            let json = headers
-                .get(axum::http::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(';').next())
-                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
-            if !json {
-                return Err(XrpcError::invalid("send the body as application/json"));
-            }
+        if lxm == update_seen::NSID && !super::is_json(headers) {
+            return Err(XrpcError::invalid("send the body as application/json"));
         }
         return match signin.sessions.load(cookie).await {
             Ok(session) => Ok(session.did),

@@ -41,7 +41,7 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::header::{CONTENT_TYPE, ORIGIN};
+use axum::http::header::ORIGIN;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -210,7 +210,7 @@ async fn make_report(
         tracing::warn!("refused a report from another origin");
         return Err(ReportError::CrossOrigin);
     }
-    if !is_json(headers) {
+    if !super::is_json(headers) {
         return Err(ReportError::NotJson);
     }
     let cookie = cookie_value(headers, SESSION_COOKIE).ok_or(ReportError::AuthRequired)?;
@@ -426,15 +426,6 @@ fn is_record_uri(uri: &str) -> bool {
     is_valid_at_uri(uri) && parts.len() == 3 && is_valid_did(parts[0]) && !parts[2].is_empty()
 }
 
-/// Whether the `Content-Type` is `application/json` (parameters allowed).
-fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -528,9 +519,12 @@ mod tests {
         for (value, want) in cases {
             let mut headers = HeaderMap::new();
             if let Some(v) = value {
-                headers.insert(CONTENT_TYPE, axum::http::HeaderValue::from_static(v));
+                headers.insert(
+                    axum::http::header::CONTENT_TYPE,
+                    axum::http::HeaderValue::from_static(v),
+                );
             }
-            assert_eq!(is_json(&headers), want, "{value:?}");
+            assert_eq!(super::super::is_json(&headers), want, "{value:?}");
         }
     }
 
