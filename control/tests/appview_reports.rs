@@ -29,13 +29,13 @@ use atelier_appview::ingest::IngestConfig;
 use atelier_appview::relay::sync::ssrf::StaticDns;
 use atelier_appview::service::{self, AppViewConfig, OAuthServiceConfig, ReportsConfig};
 use atelier_appview::store::StoreLocation;
-use atelier_control::admin::AdminServiceConfig;
-use atelier_control::config::{BootstrapUser, Role};
 use atelier_control::console::up::{ConsoleUp, start};
 use atelier_control::moderation::{ModerationStore, QueueQuery, QueueState};
 use atelier_sandbox::oauth::Jar;
 use atelier_sandbox::{Account, Sandbox};
 use serde_json::{Value, json};
+
+mod support;
 
 const MOOD: &str = "computer.aesthetic.mood";
 const WAIT: Duration = Duration::from_secs(20);
@@ -190,12 +190,7 @@ fn now_us() -> i64 {
 async fn run() {
     let sandbox = Sandbox::start().await.expect("sandbox (PLC + PDS) starts");
     let dir = tempfile::tempdir().unwrap();
-    let mut admin = AdminServiceConfig::new(dir.path().to_owned());
-    admin.bootstrap = vec![BootstrapUser {
-        name: "admin".to_owned(),
-        role: Role::Admin,
-    }];
-    admin.secure_cookies = false;
+    let admin = support::loopback_admin(dir.path());
     let setup = ConsoleUp {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         admin,

@@ -16,14 +16,14 @@ use atelier_appview::relay::sync::ssrf::StaticDns;
 use atelier_appview::safety::Policy;
 use atelier_appview::service::{self, AppViewConfig, OAuthServiceConfig};
 use atelier_appview::store::StoreLocation;
-use atelier_control::admin::AdminServiceConfig;
-use atelier_control::config::{BootstrapUser, Role};
 use atelier_control::console::up::{ConsoleUp, start};
 use atelier_control::moderation::ModerationStore;
 use atelier_control::moderation::autoflag::AutoflagConfig;
 use atelier_sandbox::Sandbox;
 use atelier_sandbox::oauth::sign_in_through_appview;
 use serde_json::{Value, json};
+
+mod support;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -37,12 +37,7 @@ async fn a_profane_publish_is_auto_flagged() {
 async fn run() {
     let sandbox = Sandbox::start().await.expect("sandbox (PLC + PDS) starts");
     let dir = tempfile::tempdir().unwrap();
-    let mut admin = AdminServiceConfig::new(dir.path().to_owned());
-    admin.bootstrap = vec![BootstrapUser {
-        name: "admin".to_owned(),
-        role: Role::Admin,
-    }];
-    admin.secure_cookies = false;
+    let admin = support::loopback_admin(dir.path());
     let setup = ConsoleUp {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         admin,

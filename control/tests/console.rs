@@ -22,8 +22,6 @@ use atelier_appview::ingest::IngestConfig;
 use atelier_appview::labels::LabelSource;
 use atelier_appview::service::AppViewConfig;
 use atelier_appview::store::StoreLocation;
-use atelier_control::admin::AdminServiceConfig;
-use atelier_control::config::{BootstrapUser, Role};
 use atelier_control::console::up::{ConsoleUp, RunningConsole, probe, start};
 use atelier_control::moderation::autoflag::AutoflagConfig;
 use atelier_sandbox::Sandbox;
@@ -38,12 +36,7 @@ const MOOD: &str = "computer.aesthetic.mood";
 const WAIT: Duration = Duration::from_secs(30);
 
 fn setup(dir: &std::path::Path, sandbox: &Sandbox, appview: &str) -> ConsoleUp {
-    let mut admin = AdminServiceConfig::new(dir.to_owned());
-    admin.bootstrap = vec![BootstrapUser {
-        name: "admin".to_owned(),
-        role: Role::Admin,
-    }];
-    admin.secure_cookies = false;
+    let admin = support::loopback_admin(dir);
     ConsoleUp {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         admin,

@@ -22,8 +22,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use atelier_control::admin::AdminServiceConfig;
-use atelier_control::config::{BootstrapUser, Role};
 use atelier_control::console::up::{ConsoleUp, RunningConsole, probe, start};
 use atelier_sandbox::Sandbox;
 use reqwest::StatusCode;
@@ -58,12 +56,7 @@ fn workspace() -> &'static Path {
 /// and plain-HTTP cookies; no auto-flags (only the reports of this test in the queue); the
 /// dashboard shows the sandbox's PLC and PDS.
 fn setup(dir: &Path, sandbox: &Sandbox) -> ConsoleUp {
-    let mut admin = AdminServiceConfig::new(dir.to_owned());
-    admin.bootstrap = vec![BootstrapUser {
-        name: "admin".to_owned(),
-        role: Role::Admin,
-    }];
-    admin.secure_cookies = false;
+    let admin = support::loopback_admin(dir);
     ConsoleUp {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         admin,

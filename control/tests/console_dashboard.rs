@@ -19,8 +19,6 @@ use std::time::Duration;
 use atelier_appview::histogram::{Histogram, VISIBILITY_BUCKETS};
 use atelier_appview::oauth::OAuthMetrics;
 use atelier_appview::oauth::metrics::ErrorKind;
-use atelier_control::admin::AdminServiceConfig;
-use atelier_control::config::{BootstrapUser, Role};
 use atelier_control::console::up::probe;
 use atelier_control::console::{self, ConsoleConfig};
 use atelier_control::labeler::SigningKey;
@@ -164,12 +162,7 @@ async fn the_dashboard_reads_sign_in_and_visibility_from_the_appview() {
 
     // The console, probing it.
     let dir = data_dir();
-    let mut admin = AdminServiceConfig::new(dir.path().to_owned());
-    admin.bootstrap = vec![BootstrapUser {
-        name: "admin".to_owned(),
-        role: Role::Admin,
-    }];
-    admin.secure_cookies = false;
+    let admin = support::loopback_admin(dir.path());
     let config = ConsoleConfig {
         admin,
         labeler_did: LABELER.to_owned(),
