@@ -157,6 +157,19 @@ pub struct Indexer {
     catalog: Catalog,
 }
 
+/// Which record an op touches and how, whatever the stream carried it in.
+#[derive(Debug, Clone, Copy)]
+pub struct OpTarget<'a> {
+    /// Create, update or delete.
+    pub action: Action,
+    /// The record's collection (NSID).
+    pub collection: &'a str,
+    /// The record key.
+    pub rkey: &'a str,
+    /// The new record's CID (create, update).
+    pub cid: Option<&'a str>,
+}
+
 impl Indexer {
     /// An indexer with the built-in lexicons.
     ///
@@ -242,55 +255,91 @@ impl Indexer {
     /// The changes `did`'s ops make.
     fn ops(&self, did: &str, ops: &[OpEvent], out: &mut Vec<Change>, rejected: &mut Vec<Rejected>) {
         for op in ops {
-            let uri = format!("at://{}/{}/{}", did, op.collection, op.rkey);
-            if op.collection == PROFILE {
-                if op.rkey != "self" {
-                    continue;
-                }
-                match op.action {
-                    Action::Delete => out.push(Change::DeleteProfile {
-                        did: did.to_owned(),
-                    }),
-                    _ => match record_value(op) {
-                        Ok(record) => out.push(Change::Profile(profile(did, record))),
-                        Err(r) => rejected.push(r.at(uri)),
-                    },
-                }
-                continue;
-            }
-            if !op.collection.starts_with(AC_PREFIX) {
-                continue;
-            }
-            if op.action == Action::Delete {
-                out.push(Change::DeleteRecord { uri });
-                continue;
-            }
-            match self.ac_record(did, op, &uri) {
-                Ok(row) => {
-                    if row.collection == FOLLOW
-                        && let Some(subject) = row.record.get("subject").and_then(Value::as_str)
-                    {
-                        out.push(Change::Follow {
-                            uri: uri.clone(),
-                            did: did.to_owned(),
-                            subject: subject.to_owned(),
-                            created_at: row.created_at.clone(),
-                        });
-                    }
-                    out.push(Change::Record(row));
-                }
-                Err(r) => rejected.push(r.at(uri)),
-            }
+            let target = OpTarget {
+                action: op.action,
+                collection: &op.collection,
+                rkey: &op.rkey,
+                cid: op.cid.as_deref(),
+            };
+            self.op(did, &target, || record_value(op), out, rejected);
         }
     }
 
-    fn ac_record(&self, did: &str, op: &OpEvent, uri: &str) -> Result<RecordRow, Reject> {
-        let cid = op
+    /// The changes one op of a Jetstream-style JSON event makes: `record` is the record
+    /// as ATProto JSON (absent on a delete).
+    pub fn json_op(
+        &self,
+        did: &str,
+        target: &OpTarget<'_>,
+        record: Option<Value>,
+        out: &mut Vec<Change>,
+        rejected: &mut Vec<Rejected>,
+    ) {
+        let record = || {
+            record.ok_or(Reject::new(
+                "no_record",
+                "the event carries no record for a create or update",
+            ))
+        };
+        self.op(did, target, record, out, rejected);
+    }
+
+    /// The changes one op makes; `record` reads its record, and is called only for the
+    /// collections the index keeps.
+    fn op(
+        &self,
+        did: &str,
+        op: &OpTarget<'_>,
+        record: impl FnOnce() -> Result<Value, Reject>,
+        out: &mut Vec<Change>,
+        rejected: &mut Vec<Rejected>,
+    ) {
+        let uri = format!("at://{}/{}/{}", did, op.collection, op.rkey);
+        if op.collection == PROFILE {
+            if op.rkey != "self" {
+                return;
+            }
+            match op.action {
+                Action::Delete => out.push(Change::DeleteProfile {
+                    did: did.to_owned(),
+                }),
+                _ => match record() {
+                    Ok(record) => out.push(Change::Profile(profile(did, record))),
+                    Err(r) => rejected.push(r.at(uri)),
+                },
+            }
+            return;
+        }
+        if !op.collection.starts_with(AC_PREFIX) {
+            return;
+        }
+        if op.action == Action::Delete {
+            out.push(Change::DeleteRecord { uri });
+            return;
+        }
+        let row = op
             .cid
-            .clone()
-            .ok_or(Reject::new("no_record", "the op has no CID"))?;
-        let record = record_value(op)?;
-        self.row(did, &op.collection, &op.rkey, uri, cid, &record)
+            .ok_or(Reject::new("no_record", "the op has no CID"))
+            .and_then(|cid| {
+                let record = record()?;
+                self.row(did, op.collection, op.rkey, &uri, cid.to_owned(), &record)
+            });
+        match row {
+            Ok(row) => {
+                if row.collection == FOLLOW
+                    && let Some(subject) = row.record.get("subject").and_then(Value::as_str)
+                {
+                    out.push(Change::Follow {
+                        uri: uri.clone(),
+                        did: did.to_owned(),
+                        subject: subject.to_owned(),
+                        created_at: row.created_at.clone(),
+                    });
+                }
+                out.push(Change::Record(row));
+            }
+            Err(r) => rejected.push(r.at(uri)),
+        }
     }
 
     /// The index row of `record` (ATProto JSON), stored at `did/collection/rkey` with

@@ -193,6 +193,16 @@ fn bad_files_are_refused_with_file_line_column_and_key() {
             "atelier.yaml:4:9: services.appview.labelers[0].did: \"labeler.example\" is not a DID",
         ),
         (
+            "a jetstream source not marked trusted",
+            "services:\n  appview:\n    source:\n      url: wss://js.example/subscribe\n      kind: jetstream\n",
+            "atelier.yaml:3:5: services.appview.source.trusted: a jetstream source carries no signatures",
+        ),
+        (
+            "a source of an unknown kind",
+            "services:\n  appview:\n    source:\n      url: wss://js.example/subscribe\n      kind: firehose\n",
+            "services.appview.source.kind: unknown variant `firehose`, expected `subscribe_repos` or `jetstream`",
+        ),
+        (
             "a relay labeler URL that is not http",
             "services:\n  relay:\n    labelers:\n      - did: did:plc:abc\n        url: ftp://labeler.example\n",
             "atelier.yaml:5:9: services.relay.labelers[0].url: scheme \"ftp\" is not http or https",

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use super::schema::{AtelierConfig, Backend, PdsImplementation, Profile, StoreKind};
+use super::schema::{AtelierConfig, Backend, PdsImplementation, Profile, SourceKind, StoreKind};
 use super::secret::{SecretError, check_secret_file, read_secret};
 
 /// A configuration that parses but cannot work.
@@ -255,6 +255,15 @@ impl AtelierConfig {
                         "must be a ws:// or wss:// subscribeRepos URL such as \
                          wss://bsky.network/xrpc/com.atproto.sync.subscribeRepos, got {url:?}"
                     ),
+                );
+            }
+            if source.kind == SourceKind::Jetstream && !source.trusted {
+                return bad(
+                    "services.appview.source.trusted",
+                    "a jetstream source carries no signatures or proofs, so it cannot be \
+                     verified: set `trusted: true` if you run it or trust its operator, or \
+                     follow a subscribeRepos URL instead"
+                        .to_owned(),
                 );
             }
         }

@@ -20,8 +20,8 @@ mod yaml;
 pub use check::CheckError;
 pub use schema::{
     AdminConfig, AppviewConfig, AtelierConfig, Backend, BootstrapUser, InvitePolicy, PdsConfig,
-    PdsImplementation, PlcConfig, Profile, Role, Services, SourceConfig, StoreConfig, StoreKind,
-    TlsConfig,
+    PdsImplementation, PlcConfig, Profile, Role, Services, SourceConfig, SourceKind, StoreConfig,
+    StoreKind, TlsConfig,
 };
 pub use secret::{Secret, SecretError};
 
@@ -191,8 +191,8 @@ impl Loaded {
                 Err(e) => return Err(format!("services.appview.store: {e}")),
             },
         };
-        let (url, trusted) = match &appview.source {
-            Some(source) => (source.url.clone(), source.trusted),
+        let (url, kind, trusted) = match &appview.source {
+            Some(source) => (source.url.clone(), source.kind, source.trusted),
             None => {
                 let (addr, path) = match &services.relay {
                     Some(relay) => (relay.listen, "xrpc/com.atproto.sync.subscribeRepos"),
@@ -201,13 +201,21 @@ impl Loaded {
                         "xrpc/com.atproto.sync.subscribeRepos",
                     ),
                 };
-                (format!("ws://{}/{path}", reachable(addr)), false)
+                (
+                    format!("ws://{}/{path}", reachable(addr)),
+                    SourceKind::SubscribeRepos,
+                    false,
+                )
             }
         };
         let sandbox = self.config.profile == Profile::Sandbox;
         let plc_url = self.plc_url();
         let mut ingest = atelier_appview::ingest::IngestConfig::new(url);
         ingest.trusted = trusted;
+        ingest.kind = match kind {
+            SourceKind::SubscribeRepos => atelier_appview::ingest::SourceKind::SubscribeRepos,
+            SourceKind::Jetstream => atelier_appview::ingest::SourceKind::Jetstream,
+        };
         ingest.plc_url = plc_url;
         ingest.allow_loopback = sandbox;
         let mut config = atelier_appview::service::AppViewConfig::new(store, Some(ingest));

@@ -427,13 +427,28 @@ pub enum TextPolicy {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
-    /// A `subscribeRepos` WebSocket URL: a relay
-    /// (`wss://bsky.network/xrpc/com.atproto.sync.subscribeRepos`), a PDS, or an Atelier
-    /// relay.
+    /// The stream's WebSocket URL: a relay's or PDS's `subscribeRepos`
+    /// (`wss://bsky.network/xrpc/com.atproto.sync.subscribeRepos`), an Atelier relay's, or
+    /// with `kind: jetstream` a Jetstream `/subscribe` (`wss://jetstream2.us-east.bsky.network/subscribe`).
     pub url: String,
+    /// `subscribe_repos` (signed CBOR frames) or `jetstream` (JSON events, which carry no
+    /// signatures: such a source must be `trusted`).
+    #[serde(default)]
+    pub kind: SourceKind,
     /// Skip signature and MST verification: only for a source you run yourself.
     #[serde(default)]
     pub trusted: bool,
+}
+
+/// What kind of stream an AppView source serves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// `com.atproto.sync.subscribeRepos`, verified through the sync layer.
+    #[default]
+    SubscribeRepos,
+    /// A Jetstream-style JSON stream.
+    Jetstream,
 }
 
 impl AppviewConfig {

@@ -496,7 +496,7 @@ fn set_cursor(url: &mut Url, cursor: Option<i64>) {
 }
 
 /// A random delay in `[0, min(max, base * 2^attempt)]` ("full jitter").
-fn backoff_delay(base: Duration, max: Duration, attempt: u32) -> Duration {
+pub fn backoff_delay(base: Duration, max: Duration, attempt: u32) -> Duration {
     let bound = base
         .checked_mul(1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX))
         .unwrap_or(max)

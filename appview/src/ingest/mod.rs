@@ -1,5 +1,6 @@
-//! Ingest: follows one source's `subscribeRepos` stream through the sync layer (verified
-//! unless the source is marked trusted) and writes the index in batches.
+//! Ingest: follows one source, a `subscribeRepos` stream through the sync layer (verified
+//! unless the source is marked trusted) or a trusted Jetstream-style JSON stream
+//! ([`jetstream`]), and writes the index in batches.
 //!
 //! Each batch's changes and the seq of its last event are committed in one transaction
 //! ([`Store::apply`]), so a restart resumes from exactly the events whose rows are stored:
@@ -22,15 +23,33 @@ use tracing::{debug, info, warn};
 
 use crate::error::AppViewError;
 use crate::histogram::{Histogram, VISIBILITY_BUCKETS};
-use crate::index::{Change, Indexer, Rejected};
+use crate::index::{Change, Indexer, OpTarget, Rejected};
 use crate::store::Store;
+
+pub mod jetstream;
+
+use jetstream::{JetstreamConfig, JetstreamStream};
+
+/// What kind of stream a source serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SourceKind {
+    /// `com.atproto.sync.subscribeRepos` (CBOR frames; a relay, a PDS, Atelier's relay).
+    #[default]
+    SubscribeRepos,
+    /// A Jetstream-style `/subscribe` JSON stream. It carries no signatures, so it is
+    /// accepted only from a source marked trusted.
+    Jetstream,
+}
 
 /// Where ingest reads from and how it batches.
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
-    /// The source's `subscribeRepos` URL (`ws://` or `wss://`): a relay, a PDS, or
-    /// Atelier's namespace relay. Also the cursor's key in the store.
+    /// The source's URL (`ws://` or `wss://`): a `subscribeRepos` endpoint of a relay, a
+    /// PDS or Atelier's namespace relay, or a Jetstream `/subscribe`. Also the cursor's
+    /// key in the store.
     pub source: String,
+    /// What the source serves.
+    pub kind: SourceKind,
     /// Skip signature and MST verification (only for a source you run yourself).
     pub trusted: bool,
     /// The PLC directory for resolving `did:plc` keys.
@@ -52,6 +71,7 @@ impl IngestConfig {
     pub fn new(source: impl Into<String>) -> IngestConfig {
         IngestConfig {
             source: source.into(),
+            kind: SourceKind::SubscribeRepos,
             trusted: false,
             plc_url: "https://plc.directory".to_owned(),
             allow_loopback: false,
@@ -269,12 +289,40 @@ struct Batch {
     sync_states: BTreeMap<String, crate::index::AccountState>,
 }
 
+impl Batch {
+    /// Moves the batch's cursor to `seq` (never back).
+    fn advance(&mut self, seq: i64) {
+        self.last_seq = Some(self.last_seq.map_or(seq, |s| s.max(seq)));
+    }
+}
+
+/// A started source.
+enum Feed {
+    Repos(SyncStream),
+    Jetstream(JetstreamStream),
+}
+
+/// One event from either kind of source.
+enum Incoming {
+    Repos(SyncEvent),
+    Jetstream(jetstream::Event),
+}
+
+impl Feed {
+    async fn recv(&mut self) -> Option<Incoming> {
+        match self {
+            Feed::Repos(stream) => stream.recv().await.map(Incoming::Repos),
+            Feed::Jetstream(stream) => stream.recv().await.map(Incoming::Jetstream),
+        }
+    }
+}
+
 /// Follows `config.source` into `store` until `shutdown` completes; the last batch is
 /// committed before returning.
 ///
 /// # Errors
-/// If the stream cannot start or the store fails (the batch in hand is not committed, so a
-/// restart replays it).
+/// If the stream cannot start (an untrusted Jetstream source among the reasons) or the
+/// store fails (the batch in hand is not committed, so a restart replays it).
 pub async fn run<S: Store>(
     config: &IngestConfig,
     store: Arc<S>,
@@ -290,26 +338,42 @@ pub async fn run<S: Store>(
         .cursor(&config.source)
         .await?
         .or(config.initial_cursor);
-    let mut client = ClientConfig::new(&config.source).map_err(|e| source_error(e.to_string()))?;
-    client.cursor = cursor;
-    let (guard, resolver) =
-        identity(&config.plc_url, config.allow_loopback).map_err(source_error)?;
-    let mut sync = SyncConfig::new(client, resolver, Some(guard));
-    // Verification continues from where it stood when the last batch committed.
-    sync.accounts = store.sync_states().await?.into_iter().collect();
-    if config.trusted {
-        sync.mode = VerifyMode::Trusted;
-    }
-    let mut stream = SyncStream::start(sync, shutdown).map_err(|e| source_error(e.to_string()))?;
-    info!(source = %config.source, ?cursor, "ingest following");
+    let mut feed = match config.kind {
+        SourceKind::SubscribeRepos => {
+            let mut client =
+                ClientConfig::new(&config.source).map_err(|e| source_error(e.to_string()))?;
+            client.cursor = cursor;
+            let (guard, resolver) =
+                identity(&config.plc_url, config.allow_loopback).map_err(source_error)?;
+            let mut sync = SyncConfig::new(client, resolver, Some(guard));
+            // Verification continues from where it stood when the last batch committed.
+            sync.accounts = store.sync_states().await?.into_iter().collect();
+            if config.trusted {
+                sync.mode = VerifyMode::Trusted;
+            }
+            Feed::Repos(SyncStream::start(sync, shutdown).map_err(|e| source_error(e.to_string()))?)
+        }
+        SourceKind::Jetstream => {
+            if !config.trusted {
+                return Err(source_error(
+                    "a Jetstream stream carries no signatures or proofs, so it cannot be \
+                     verified: mark the source trusted if you run it or trust its operator"
+                        .to_owned(),
+                ));
+            }
+            let js = JetstreamConfig::new(&config.source, cursor).map_err(source_error)?;
+            Feed::Jetstream(JetstreamStream::start(js, shutdown))
+        }
+    };
+    info!(source = %config.source, kind = ?config.kind, ?cursor, "ingest following");
 
     let mut batch = Batch::default();
     let mut deadline = tokio::time::Instant::now();
     loop {
         let next = if batch.events == 0 {
-            stream.recv().await
+            feed.recv().await
         } else {
-            match tokio::time::timeout_at(deadline, stream.recv()).await {
+            match tokio::time::timeout_at(deadline, feed.recv()).await {
                 Ok(next) => next,
                 Err(_) => {
                     commit(config, &*store, &stats, &mut batch).await?;
@@ -317,34 +381,14 @@ pub async fn run<S: Store>(
                 }
             }
         };
-        let Some(ev) = next else { break };
-        match &ev {
-            SyncEvent::Upstream(ClientEvent::Connected { .. }) => {
-                debug!(source = %config.source, "connected");
-                continue;
-            }
-            SyncEvent::Upstream(event) => {
-                debug!(source = %config.source, ?event, "source connection event");
-                continue;
-            }
-            SyncEvent::Rejected { reason, error, .. } => {
-                warn!(source = %config.source, reason, error, "frame refused");
-                stats.reject(reason);
-            }
-            _ => {}
+        let Some(incoming) = next else { break };
+        let counted = match incoming {
+            Incoming::Repos(ev) => fold_repos(config, &indexer, &stats, &ev, &mut batch),
+            Incoming::Jetstream(ev) => fold_jetstream(config, &indexer, &stats, ev, &mut batch),
+        };
+        if !counted {
+            continue;
         }
-        if let Some(seq) = event_seq(&ev) {
-            batch.last_seq = Some(batch.last_seq.map_or(seq, |s| s.max(seq)));
-        }
-        if let SyncEvent::Commit(c) = &ev {
-            if let Ok(time) = crate::labels::label::datetime_micros(&c.time) {
-                batch.commit_times.push(time);
-            }
-            if let Some(state) = c.state {
-                batch.sync_states.insert(c.did.clone(), state);
-            }
-        }
-        indexer.event(&ev, &mut batch.changes, &mut batch.rejected);
         stats.events.fetch_add(1, Ordering::Relaxed);
         batch.events += 1;
         if batch.events == 1 {
@@ -357,6 +401,109 @@ pub async fn run<S: Store>(
     commit(config, &*store, &stats, &mut batch).await?;
     info!(source = %config.source, "ingest stopped");
     Ok(())
+}
+
+/// Adds a `subscribeRepos` event to the batch; `false` for connection events, which are
+/// not stream events.
+fn fold_repos(
+    config: &IngestConfig,
+    indexer: &Indexer,
+    stats: &IngestStats,
+    ev: &SyncEvent,
+    batch: &mut Batch,
+) -> bool {
+    match ev {
+        SyncEvent::Upstream(ClientEvent::Connected { .. }) => {
+            debug!(source = %config.source, "connected");
+            return false;
+        }
+        SyncEvent::Upstream(event) => {
+            debug!(source = %config.source, ?event, "source connection event");
+            return false;
+        }
+        SyncEvent::Rejected { reason, error, .. } => {
+            warn!(source = %config.source, reason, error, "frame refused");
+            stats.reject(reason);
+        }
+        _ => {}
+    }
+    if let Some(seq) = event_seq(ev) {
+        batch.advance(seq);
+    }
+    if let SyncEvent::Commit(c) = ev {
+        if let Ok(time) = crate::labels::label::datetime_micros(&c.time) {
+            batch.commit_times.push(time);
+        }
+        if let Some(state) = c.state {
+            batch.sync_states.insert(c.did.clone(), state);
+        }
+    }
+    indexer.event(ev, &mut batch.changes, &mut batch.rejected);
+    true
+}
+
+/// Adds a Jetstream event to the batch. Its `time_us` is the cursor, and stands in for the
+/// commit time (Jetstream does not pass the upstream's on).
+fn fold_jetstream(
+    config: &IngestConfig,
+    indexer: &Indexer,
+    stats: &IngestStats,
+    ev: jetstream::Event,
+    batch: &mut Batch,
+) -> bool {
+    if let Some(time_us) = ev.time_us() {
+        batch.advance(time_us);
+    }
+    match ev {
+        jetstream::Event::Commit {
+            time_us,
+            did,
+            rev,
+            action,
+            collection,
+            rkey,
+            cid,
+            record,
+        } => {
+            batch.commit_times.push(time_us);
+            batch.changes.push(Change::Rev {
+                did: did.clone(),
+                rev,
+            });
+            let target = OpTarget {
+                action,
+                collection: &collection,
+                rkey: &rkey,
+                cid: cid.as_deref(),
+            };
+            indexer.json_op(
+                &did,
+                &target,
+                record,
+                &mut batch.changes,
+                &mut batch.rejected,
+            );
+        }
+        jetstream::Event::Identity { did, handle, .. } => {
+            batch.changes.push(Change::Handle { did, handle });
+        }
+        jetstream::Event::Account {
+            did,
+            active,
+            status,
+            ..
+        } => batch.changes.push(Change::Account {
+            did,
+            active,
+            status,
+        }),
+        jetstream::Event::Other { .. } => {}
+        jetstream::Event::Bad { reason } => {
+            warn!(source = %config.source, %reason, "frame refused");
+            stats.reject("bad_frame");
+        }
+    }
+    true
 }
 
 /// Commits the batch with its cursor, then counts it.
