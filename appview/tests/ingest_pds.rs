@@ -13,7 +13,8 @@
 //! - an update replaces the record's CID and content, a delete removes it;
 //! - the feed is newest first and pages by cursor without gaps or repeats;
 //! - stopping and restarting ingest resumes from the stored cursor: a record written while
-//!   it was stopped arrives, and every indexed `(uri, cid)` matches the PDS.
+//!   it was stopped arrives, and every indexed `(uri, cid)` matches the PDS;
+//! - a `cursor` in the source URL is where ingest starts when the store has none.
 //!
 //! The whole loop runs twice: into SQLite, and into a real PostgreSQL server that the test
 //! starts ([`PgCluster`]).
@@ -132,6 +133,75 @@ async fn postgres_pds_to_index_with_quirks_updates_deletes_and_resume() {
         server.create_database("index").expect("createdb"),
     ))
     .await;
+}
+
+/// A `cursor` in the source URL is where ingest starts when the store has none: a record
+/// the PDS sequenced before ingest connected is replayed. (The URL's cursor used to be
+/// overridden by "no stored cursor", so ingest started live and, whenever it connected
+/// after the PDS had broadcast the record, never saw it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cursor_in_the_source_url_is_where_ingest_starts() {
+    let sandbox = Sandbox::start().await.expect("sandbox starts");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let alice = sandbox.create_account("alice").await.expect("alice");
+    // A live follower, connected (it sees a first record), then sees `before`: the PDS has
+    // broadcast it, so a live subscription opened after this cannot see it.
+    let live = open_store(&StoreLocation::Sqlite(dir.path().join("live.sqlite"))).await;
+    let probe = Ingest::start(&sandbox, Arc::clone(&live));
+    let mut n = 0;
+    let connected = loop {
+        n += 1;
+        let warm = alice
+            .create_record("computer.aesthetic.painting", &painting(&format!("w{n}")))
+            .await
+            .expect("painting");
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline && indexed(&live, &warm.uri).await.is_none() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if indexed(&live, &warm.uri).await.is_some() {
+            break warm;
+        }
+        assert!(n < 30, "the live follower never connected");
+    };
+    let before = alice
+        .create_record("computer.aesthetic.painting", &painting("b4e"))
+        .await
+        .expect("painting");
+    until("the live follower sees the record", || async {
+        indexed(&live, &before.uri).await.is_some()
+    })
+    .await;
+    probe.stop().await;
+
+    let store = open_store(&StoreLocation::Sqlite(dir.path().join("index.sqlite"))).await;
+    let mut config = IngestConfig::new(sandbox.subscribe_repos_url(Some(0)));
+    config.plc_url = sandbox.plc_url().to_owned();
+    config.allow_loopback = true;
+    config.batch_wait = Duration::from_millis(20);
+    let stats = Arc::new(IngestStats::new());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            ingest::run(&config, store, stats, async move {
+                let _ = stopped.await;
+            })
+            .await
+        })
+    };
+    until("the records written before ingest started", || async {
+        indexed(&store, &before.uri).await.is_some()
+            && indexed(&store, &connected.uri).await.is_some()
+    })
+    .await;
+    let _ = stop.send(());
+    tokio::time::timeout(STEP, task)
+        .await
+        .expect("ingest stops in time")
+        .expect("ingest task")
+        .expect("ingest ends cleanly");
+    sandbox.shutdown().await;
 }
 
 async fn pds_to_index(location: StoreLocation) {

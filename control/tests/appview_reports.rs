@@ -78,14 +78,11 @@ async fn start_appview(
     oauth.plc_url = sandbox.plc_url().to_owned();
     oauth.allow_loopback = true;
     oauth.dns = Some(Arc::new(dns));
-    // From the start of the PDS's stream: records written before ingest connects count.
+    // From the start of the PDS's stream (the URL's cursor): records written before
+    // ingest connects count.
     let mut ingest = IngestConfig::new(sandbox.subscribe_repos_url(Some(0)));
     ingest.plc_url = sandbox.plc_url().to_owned();
     ingest.allow_loopback = true;
-    // Trusted (no signature or chain checks): this test is about reports, and a verified
-    // replay from cursor 0 of the stream holding the labeler's account sometimes stalls
-    // (under investigation, see docs/appview.md "Known limits").
-    ingest.trusted = true;
     let mut config = AppViewConfig::new(
         StoreLocation::Sqlite(dir.join("index.sqlite")),
         Some(ingest),

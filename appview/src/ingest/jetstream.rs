@@ -4,7 +4,8 @@
 //! Jetstream events carry no signatures or proofs, so ingest accepts a Jetstream source
 //! only when it is marked trusted ([`IngestConfig::trusted`](super::IngestConfig)). The
 //! client asks for AC collections and profiles (unless the URL already names
-//! `wantedCollections`), resumes after the last event it delivered (`time_us + 1`:
+//! `wantedCollections`), starts from the stored cursor (else a `cursor` in the URL, else
+//! live), resumes after the last event it delivered (`time_us + 1`:
 //! Jetstream cursors are inclusive), and reconnects with jittered backoff. A frame that is
 //! not an event is delivered as [`Event::Bad`], so ingest counts it and goes on.
 //!
@@ -54,21 +55,37 @@ pub struct JetstreamConfig {
 
 impl JetstreamConfig {
     /// Defaults for `url`: AC collections and profiles unless it names its own
-    /// `wantedCollections`.
+    /// `wantedCollections`. A `cursor` in the URL (a `time_us`, inclusive) is where to
+    /// start when `after` is `None` (the store has no cursor yet).
     ///
     /// # Errors
-    /// If `url` is not a `ws://` or `wss://` URL, or carries a `cursor` (the store keeps
-    /// the cursor).
+    /// If `url` is not a `ws://` or `wss://` URL, or its `cursor` is not a `time_us`.
     pub fn new(url: &str, after: Option<i64>) -> Result<JetstreamConfig, String> {
         let mut url = Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
         if !matches!(url.scheme(), "ws" | "wss") {
             return Err(format!("scheme must be ws or wss, not {:?}", url.scheme()));
         }
-        let keys: Vec<String> = url.query_pairs().map(|(k, _)| k.into_owned()).collect();
-        if keys.iter().any(|k| k == "cursor") {
-            return Err("drop `cursor` from the URL: ingest resumes from its stored cursor".into());
+        let mut pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let mut from_url = None;
+        if let Some(i) = pairs.iter().position(|(k, _)| k == "cursor") {
+            let (_, value) = pairs.remove(i);
+            let cursor: i64 = value
+                .parse()
+                .ok()
+                .filter(|c| *c >= 0)
+                .ok_or_else(|| format!("cursor {value:?} is not a time_us"))?;
+            from_url = Some(cursor - 1);
         }
-        if !keys.iter().any(|k| k == "wantedCollections") {
+        if pairs.is_empty() {
+            url.set_query(None);
+        } else {
+            url.query_pairs_mut().clear().extend_pairs(&pairs);
+        }
+        let after = after.or(from_url);
+        if !pairs.iter().any(|(k, _)| k == "wantedCollections") {
             url.query_pairs_mut()
                 .append_pair("wantedCollections", &format!("{AC_PREFIX}*"))
                 .append_pair("wantedCollections", PROFILE);
@@ -511,9 +528,26 @@ mod tests {
             own.connect_url(None).query(),
             Some("wantedCollections=computer.aesthetic.mood")
         );
+        // A cursor in the URL is the start when the store has none; the stored one wins.
+        let from_url =
+            JetstreamConfig::new("ws://x/subscribe?cursor=100&wantedDids=did:plc:a", None)
+                .expect("config");
+        assert_eq!(from_url.after, Some(99));
+        assert_eq!(
+            from_url.connect_url(from_url.after).query(),
+            Some(
+                "wantedDids=did%3Aplc%3Aa&wantedCollections=computer.aesthetic.*&wantedCollections=app.bsky.actor.profile&cursor=100"
+            )
+        );
+        let stored =
+            JetstreamConfig::new("ws://x/subscribe?cursor=100", Some(500)).expect("config");
+        assert_eq!(stored.after, Some(500));
         for (url, expect) in [
             ("http://x/subscribe", "scheme must be ws or wss"),
-            ("ws://x/subscribe?cursor=5", "drop `cursor`"),
+            (
+                "ws://x/subscribe?cursor=soon",
+                "cursor \"soon\" is not a time_us",
+            ),
             ("not a url", "not a URL"),
         ] {
             let error = JetstreamConfig::new(url, None).expect_err(url);

@@ -62,7 +62,7 @@ pub struct IngestConfig {
     pub batch_wait: Duration,
     /// Where to start when the store has no cursor for this source: `Some(0)` replays
     /// what the source still holds (right for a PDS the AppView indexes from its first
-    /// day); `None` starts live.
+    /// day); `None` starts live, or from a `cursor` the source URL carries.
     pub initial_cursor: Option<i64>,
 }
 
@@ -342,7 +342,9 @@ pub async fn run<S: Store>(
         SourceKind::SubscribeRepos => {
             let mut client =
                 ClientConfig::new(&config.source).map_err(|e| source_error(e.to_string()))?;
-            client.cursor = cursor;
+            // A `cursor` in the URL is where to start when the store has none (it used to
+            // be overridden silently, so `?cursor=0` started live).
+            client.cursor = cursor.or(client.cursor);
             let (guard, resolver) =
                 identity(&config.plc_url, config.allow_loopback).map_err(source_error)?;
             let mut sync = SyncConfig::new(client, resolver, Some(guard));
