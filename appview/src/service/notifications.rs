@@ -101,6 +101,7 @@ pub(super) async fn following(
     let result = async {
         let mut query = Params::parse(raw.as_deref()).feed()?;
         query.following_of = Some(viewer(&shared, &headers, get_following::NSID).await?);
+        query.labelers = super::xrpc::accepted_labelers(&shared, &headers);
         let page = shared
             .store
             .feed(&query)

@@ -123,7 +123,10 @@ const MAX_ACCEPT_LABELERS: usize = 20;
 /// header (every configured source applies, redacting); otherwise the configured sources
 /// it names, in its order, `;redact` marking those whose hiding labels remove content.
 /// Sources that are not configured, malformed entries and unknown parameters are ignored.
-fn accepted_labelers(shared: &Shared, headers: &axum::http::HeaderMap) -> Option<Labelers> {
+pub(super) fn accepted_labelers(
+    shared: &Shared,
+    headers: &axum::http::HeaderMap,
+) -> Option<Labelers> {
     let value = headers.get(ACCEPT_LABELERS)?;
     let configured = shared.labels.sources();
     Some(parse_accept_labelers(value.to_str().unwrap_or(""), |did| {
