@@ -58,7 +58,10 @@ pub struct IngestConfig {
     pub allow_loopback: bool,
     /// Events per batch at most.
     pub batch_max: usize,
-    /// How long the first event of a batch may wait for others.
+    /// How long the first event of a batch may wait for others. Zero (the default)
+    /// commits as soon as the stream has nothing more queued: a quiet stream gets each
+    /// event indexed at once, and a busy one still forms batches (up to `batch_max`) from
+    /// what queues while the previous batch commits.
     pub batch_wait: Duration,
     /// Where to start when the store has no cursor for this source: `Some(0)` replays
     /// what the source still holds (right for a PDS the AppView indexes from its first
@@ -67,7 +70,8 @@ pub struct IngestConfig {
 }
 
 impl IngestConfig {
-    /// Defaults for `source`: verified, the public PLC, 500 events or 50 ms per batch.
+    /// Defaults for `source`: verified, the public PLC, batches of up to 500 events
+    /// committed as soon as nothing more is queued.
     pub fn new(source: impl Into<String>) -> IngestConfig {
         IngestConfig {
             source: source.into(),
@@ -76,7 +80,7 @@ impl IngestConfig {
             plc_url: "https://plc.directory".to_owned(),
             allow_loopback: false,
             batch_max: 500,
-            batch_wait: Duration::from_millis(50),
+            batch_wait: Duration::ZERO,
             initial_cursor: None,
         }
     }
@@ -375,6 +379,8 @@ pub async fn run<S: Store>(
         let next = if batch.events == 0 {
             feed.recv().await
         } else {
+            // `timeout_at` polls the receive before its deadline: once the deadline has
+            // passed (at once with a zero `batch_wait`) this takes only what is queued.
             match tokio::time::timeout_at(deadline, feed.recv()).await {
                 Ok(next) => next,
                 Err(_) => {
