@@ -40,8 +40,14 @@ struct Ingest {
 }
 
 impl Ingest {
+    /// Follows the sandbox's PDS live.
     fn start(sandbox: &Sandbox, store: Arc<AnyStore>) -> Ingest {
-        let mut config = IngestConfig::new(sandbox.subscribe_repos_url(None));
+        Ingest::from_url(sandbox, sandbox.subscribe_repos_url(None), store)
+    }
+
+    /// Follows `url`, a `subscribeRepos` URL of the sandbox's PDS.
+    fn from_url(sandbox: &Sandbox, url: String, store: Arc<AnyStore>) -> Ingest {
+        let mut config = IngestConfig::new(url);
         config.plc_url = sandbox.plc_url().to_owned();
         config.allow_loopback = true;
         config.batch_wait = Duration::from_millis(20);
@@ -175,32 +181,17 @@ async fn a_cursor_in_the_source_url_is_where_ingest_starts() {
     probe.stop().await;
 
     let store = open_store(&StoreLocation::Sqlite(dir.path().join("index.sqlite"))).await;
-    let mut config = IngestConfig::new(sandbox.subscribe_repos_url(Some(0)));
-    config.plc_url = sandbox.plc_url().to_owned();
-    config.allow_loopback = true;
-    config.batch_wait = Duration::from_millis(20);
-    let stats = Arc::new(IngestStats::new());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = {
-        let store = Arc::clone(&store);
-        tokio::spawn(async move {
-            ingest::run(&config, store, stats, async move {
-                let _ = stopped.await;
-            })
-            .await
-        })
-    };
+    let ingest = Ingest::from_url(
+        &sandbox,
+        sandbox.subscribe_repos_url(Some(0)),
+        Arc::clone(&store),
+    );
     until("the records written before ingest started", || async {
         indexed(&store, &before.uri).await.is_some()
             && indexed(&store, &connected.uri).await.is_some()
     })
     .await;
-    let _ = stop.send(());
-    tokio::time::timeout(STEP, task)
-        .await
-        .expect("ingest stops in time")
-        .expect("ingest task")
-        .expect("ingest ends cleanly");
+    ingest.stop().await;
     sandbox.shutdown().await;
 }
 
