@@ -294,11 +294,15 @@ impl Indexer {
         out: &mut Vec<Change>,
         rejected: &mut Vec<Rejected>,
     ) {
+        // Most of a full relay's ops are in other collections: leave them before any work.
+        let is_profile = op.collection == PROFILE;
+        if (is_profile && op.rkey != "self")
+            || (!is_profile && !op.collection.starts_with(AC_PREFIX))
+        {
+            return;
+        }
         let uri = format!("at://{}/{}/{}", did, op.collection, op.rkey);
-        if op.collection == PROFILE {
-            if op.rkey != "self" {
-                return;
-            }
+        if is_profile {
             match op.action {
                 Action::Delete => out.push(Change::DeleteProfile {
                     did: did.to_owned(),
@@ -308,9 +312,6 @@ impl Indexer {
                     Err(r) => rejected.push(r.at(uri)),
                 },
             }
-            return;
-        }
-        if !op.collection.starts_with(AC_PREFIX) {
             return;
         }
         if op.action == Action::Delete {

@@ -269,17 +269,6 @@ impl IngestStats {
     }
 }
 
-fn event_seq(ev: &SyncEvent) -> Option<i64> {
-    match ev {
-        SyncEvent::Commit(c) => Some(c.seq),
-        SyncEvent::Sync { seq, .. }
-        | SyncEvent::Identity { seq, .. }
-        | SyncEvent::Account { seq, .. } => Some(*seq),
-        SyncEvent::Rejected { seq, .. } => *seq,
-        _ => None,
-    }
-}
-
 /// A batch being gathered.
 #[derive(Debug, Default)]
 struct Batch {
@@ -435,7 +424,7 @@ fn fold_repos(
         }
         _ => {}
     }
-    if let Some(seq) = event_seq(ev) {
+    if let Some(seq) = ev.seq() {
         batch.advance(seq);
     }
     if let SyncEvent::Commit(c) = ev {

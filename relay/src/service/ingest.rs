@@ -214,17 +214,6 @@ fn event_did(ev: &SyncEvent) -> Option<&str> {
     }
 }
 
-fn event_seq(ev: &SyncEvent) -> Option<i64> {
-    match ev {
-        SyncEvent::Commit(c) => Some(c.seq),
-        SyncEvent::Sync { seq, .. }
-        | SyncEvent::Identity { seq, .. }
-        | SyncEvent::Account { seq, .. } => Some(*seq),
-        SyncEvent::Rejected { seq, .. } => *seq,
-        _ => None,
-    }
-}
-
 fn kind_name(ev: &SyncEvent) -> &'static str {
     match ev {
         SyncEvent::Commit(_) => "commit",
@@ -307,7 +296,7 @@ pub(crate) async fn run_upstream(shared: Arc<Shared>, host: Arc<HostRuntime>) {
             }
             continue;
         }
-        let seq = event_seq(&ev);
+        let seq = ev.seq();
         host.events.fetch_add(1, Ordering::Relaxed);
         host.last_event_us
             .store(jetstream::now_us(), Ordering::Relaxed);

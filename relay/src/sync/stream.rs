@@ -225,6 +225,21 @@ pub enum SyncEvent {
     Upstream(ClientEvent),
 }
 
+impl SyncEvent {
+    /// The upstream sequence number the event carries, if any: what a consumer stores as
+    /// its cursor once the event is applied.
+    pub fn seq(&self) -> Option<i64> {
+        match self {
+            SyncEvent::Commit(c) => Some(c.seq),
+            SyncEvent::Sync { seq, .. }
+            | SyncEvent::Identity { seq, .. }
+            | SyncEvent::Account { seq, .. } => Some(*seq),
+            SyncEvent::Rejected { seq, .. } => *seq,
+            _ => None,
+        }
+    }
+}
+
 /// Counters a [`SyncStream`] keeps, for metrics.
 #[derive(Debug, Default)]
 pub struct SyncStats {
