@@ -23,69 +23,30 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use atelier_appview::ingest::{self, IngestConfig, IngestStats};
+use atelier_appview::ingest::IngestConfig;
 use atelier_appview::store::{AnyStore, FeedQuery, Store, StoreLocation};
 use atelier_sandbox::{Account, PgCluster, Sandbox};
 use serde_json::{Value, json};
 
-const STEP: Duration = Duration::from_secs(60);
+mod support;
+
+use support::{Ingest, until};
+
 const WHEN: &str = "2026-12-04T12:00:00.000Z";
 const REF: &str = "6710f0c2a3b4c5d6e7f80912";
 
-/// Ingest running in this process, stoppable.
-struct Ingest {
-    stats: Arc<IngestStats>,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), atelier_appview::AppViewError>>,
+/// Ingest following `url`, a `subscribeRepos` URL of the sandbox's PDS.
+fn follow(sandbox: &Sandbox, url: String, store: Arc<AnyStore>) -> Ingest {
+    let mut config = IngestConfig::new(url);
+    config.plc_url = sandbox.plc_url().to_owned();
+    config.allow_loopback = true;
+    config.batch_wait = Duration::from_millis(20);
+    Ingest::spawn(config, store)
 }
 
-impl Ingest {
-    /// Follows the sandbox's PDS live.
-    fn start(sandbox: &Sandbox, store: Arc<AnyStore>) -> Ingest {
-        Ingest::from_url(sandbox, sandbox.subscribe_repos_url(None), store)
-    }
-
-    /// Follows `url`, a `subscribeRepos` URL of the sandbox's PDS.
-    fn from_url(sandbox: &Sandbox, url: String, store: Arc<AnyStore>) -> Ingest {
-        let mut config = IngestConfig::new(url);
-        config.plc_url = sandbox.plc_url().to_owned();
-        config.allow_loopback = true;
-        config.batch_wait = Duration::from_millis(20);
-        let stats = Arc::new(IngestStats::new());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = {
-            let stats = Arc::clone(&stats);
-            tokio::spawn(async move {
-                ingest::run(&config, store, stats, async move {
-                    let _ = stopped.await;
-                })
-                .await
-            })
-        };
-        Ingest { stats, stop, task }
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        tokio::time::timeout(STEP, self.task)
-            .await
-            .expect("ingest stops in time")
-            .expect("ingest task")
-            .expect("ingest ends cleanly");
-    }
-}
-
-/// Waits until `check` holds for the store, or fails after [`STEP`] with `what`.
-async fn until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + STEP;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// Ingest following the sandbox's PDS live.
+fn follow_live(sandbox: &Sandbox, store: Arc<AnyStore>) -> Ingest {
+    follow(sandbox, sandbox.subscribe_repos_url(None), store)
 }
 
 async fn indexed(store: &AnyStore, uri: &str) -> Option<Value> {
@@ -153,7 +114,7 @@ async fn a_cursor_in_the_source_url_is_where_ingest_starts() {
     // A live follower, connected (it sees a first record), then sees `before`: the PDS has
     // broadcast it, so a live subscription opened after this cannot see it.
     let live = open_store(&StoreLocation::Sqlite(dir.path().join("live.sqlite"))).await;
-    let probe = Ingest::start(&sandbox, Arc::clone(&live));
+    let probe = follow_live(&sandbox, Arc::clone(&live));
     let mut n = 0;
     let connected = loop {
         n += 1;
@@ -181,7 +142,7 @@ async fn a_cursor_in_the_source_url_is_where_ingest_starts() {
     probe.stop().await;
 
     let store = open_store(&StoreLocation::Sqlite(dir.path().join("index.sqlite"))).await;
-    let ingest = Ingest::from_url(
+    let ingest = follow(
         &sandbox,
         sandbox.subscribe_repos_url(Some(0)),
         Arc::clone(&store),
@@ -198,7 +159,7 @@ async fn a_cursor_in_the_source_url_is_where_ingest_starts() {
 async fn pds_to_index(location: StoreLocation) {
     let sandbox = Sandbox::start().await.expect("sandbox starts");
     let store = open_store(&location).await;
-    let ingest = Ingest::start(&sandbox, Arc::clone(&store));
+    let ingest = follow_live(&sandbox, Arc::clone(&store));
 
     let alice = sandbox.create_account("alice").await.expect("alice");
     let bob = sandbox.create_account("bob").await.expect("bob");
@@ -467,7 +428,7 @@ async fn pds_to_index(location: StoreLocation) {
         .create_record("computer.aesthetic.painting", &painting("l8r"))
         .await
         .expect("painting while stopped");
-    let ingest = Ingest::start(&sandbox, Arc::clone(&store));
+    let ingest = follow_live(&sandbox, Arc::clone(&store));
     until("the painting written while ingest was stopped", || async {
         indexed(&store, &late.uri).await.is_some()
     })

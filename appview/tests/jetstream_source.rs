@@ -13,7 +13,7 @@
 //! - an untrusted Jetstream source is refused at start with a reason that says why.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use atelier_appview::ingest::{self, IngestConfig, IngestStats, SourceKind};
 use atelier_appview::store::{AnyStore, FeedQuery, Store, StoreLocation};
@@ -22,7 +22,10 @@ use atelier_relay::service::{self, RelayConfig, UpstreamConfig, UpstreamKind};
 use atelier_sandbox::{Account, Sandbox};
 use serde_json::json;
 
-const STEP: Duration = Duration::from_secs(60);
+mod support;
+
+use support::{Ingest, STEP, until};
+
 const WHEN: &str = "2026-12-06T12:00:00.000Z";
 const REF: &str = "6710f0c2a3b4c5d6e7f80912";
 const AC: [&str; 3] = [
@@ -30,52 +33,6 @@ const AC: [&str; 3] = [
     "computer.aesthetic.mood",
     "computer.aesthetic.graph.follow",
 ];
-
-/// Ingest following the relay's Jetstream endpoint, stoppable.
-struct Ingest {
-    stats: Arc<IngestStats>,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), atelier_appview::AppViewError>>,
-}
-
-impl Ingest {
-    fn start(config: IngestConfig, store: Arc<AnyStore>) -> Ingest {
-        let stats = Arc::new(IngestStats::new());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = {
-            let stats = Arc::clone(&stats);
-            tokio::spawn(async move {
-                ingest::run(&config, store, stats, async move {
-                    let _ = stopped.await;
-                })
-                .await
-            })
-        };
-        Ingest { stats, stop, task }
-    }
-
-    async fn stop(self) -> Arc<IngestStats> {
-        let _ = self.stop.send(());
-        tokio::time::timeout(STEP, self.task)
-            .await
-            .expect("ingest stops in time")
-            .expect("ingest task")
-            .expect("ingest ends cleanly");
-        self.stats
-    }
-}
-
-async fn until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + STEP;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 async fn cid_of(store: &AnyStore, uri: &str) -> Option<String> {
     store
@@ -174,7 +131,7 @@ async fn jetstream_json_to_index_with_updates_deletes_and_resume() {
         "{untrusted}"
     );
     config.trusted = true;
-    let ingest = Ingest::start(config.clone(), Arc::clone(&store));
+    let ingest = Ingest::spawn(config.clone(), Arc::clone(&store));
 
     let alice = sandbox.create_account("alice").await.expect("alice");
     let bob = sandbox.create_account("bob").await.expect("bob");
@@ -314,7 +271,7 @@ async fn jetstream_json_to_index_with_updates_deletes_and_resume() {
         )
         .await
         .expect("late painting");
-    let ingest = Ingest::start(config, Arc::clone(&store));
+    let ingest = Ingest::spawn(config, Arc::clone(&store));
     until("the painting written while stopped", || async {
         cid_of(&store, &late.uri).await.is_some()
     })
