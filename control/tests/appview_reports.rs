@@ -20,14 +20,11 @@
 //!   `NotFound`; another origin is 403; a form body is 415;
 //! - a session without the report scope is 403 `ScopeMissing` naming the scope to ask for.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::unix::fs::PermissionsExt;
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use atelier_appview::ingest::IngestConfig;
-use atelier_appview::relay::sync::ssrf::StaticDns;
-use atelier_appview::service::{self, AppViewConfig, OAuthServiceConfig, ReportsConfig};
+use atelier_appview::service::{self, AppViewConfig, ReportsConfig};
 use atelier_appview::store::StoreLocation;
 use atelier_control::console::up::{ConsoleUp, start};
 use atelier_control::moderation::{ModerationStore, QueueQuery, QueueState};
@@ -62,22 +59,9 @@ async fn start_appview(
     scope: &str,
     reports: ReportsConfig,
 ) -> AppView {
-    let key_file = dir.join("oauth_token_key");
-    std::fs::write(&key_file, "42".repeat(32)).unwrap();
-    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let dns = StaticDns::new()
-        .with_ip("localhost", IpAddr::V4(Ipv4Addr::LOCALHOST))
-        .with_txt(
-            &format!("_atproto.{}", reporter.handle),
-            &format!("did={}", reporter.did),
-        );
-    let mut oauth =
-        OAuthServiceConfig::new(&base, scope, dir.join("sessions.sqlite"), "k1", key_file);
-    oauth.plc_url = sandbox.plc_url().to_owned();
-    oauth.allow_loopback = true;
-    oauth.dns = Some(Arc::new(dns));
+    let oauth = support::loopback_oauth(dir, &base, scope, sandbox, &[reporter]);
     // From the start of the PDS's stream (the URL's cursor): records written before
     // ingest connects count.
     let mut ingest = IngestConfig::new(sandbox.subscribe_repos_url(Some(0)));

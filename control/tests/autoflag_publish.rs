@@ -6,15 +6,12 @@
 //! with sign-in and publishing. The AppView ingests nothing here: the publish lands on the
 //! PDS, and the console's safety filter reads it from the PDS's stream.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::unix::fs::PermissionsExt;
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use atelier_appview::publish::PublishConfig;
-use atelier_appview::relay::sync::ssrf::StaticDns;
 use atelier_appview::safety::Policy;
-use atelier_appview::service::{self, AppViewConfig, OAuthServiceConfig};
+use atelier_appview::service::{self, AppViewConfig};
 use atelier_appview::store::StoreLocation;
 use atelier_control::console::up::{ConsoleUp, start};
 use atelier_control::moderation::ModerationStore;
@@ -54,27 +51,15 @@ async fn run() {
 
     let appview_dir = dir.path().join("appview");
     std::fs::create_dir_all(&appview_dir).unwrap();
-    let key_file = appview_dir.join("oauth_token_key");
-    std::fs::write(&key_file, "42".repeat(32)).unwrap();
-    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let dns = StaticDns::new()
-        .with_ip("localhost", IpAddr::V4(Ipv4Addr::LOCALHOST))
-        .with_txt(
-            &format!("_atproto.{}", dana.handle),
-            &format!("did={}", dana.did),
-        );
-    let mut oauth = OAuthServiceConfig::new(
+    let oauth = support::loopback_oauth(
+        &appview_dir,
         &base,
         "atproto repo:computer.aesthetic.mood",
-        appview_dir.join("sessions.sqlite"),
-        "k1",
-        key_file,
+        &sandbox,
+        &[&dana],
     );
-    oauth.plc_url = sandbox.plc_url().to_owned();
-    oauth.allow_loopback = true;
-    oauth.dns = Some(Arc::new(dns));
     let mut config = AppViewConfig::new(
         StoreLocation::Sqlite(appview_dir.join("index.sqlite")),
         None,

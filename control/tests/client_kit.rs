@@ -22,18 +22,14 @@
 //! `kit-demo.png` in `target/tmp/client-kit/`, and with `ATELIER_BLESS_SCREENSHOTS=1` also
 //! in `docs/screenshots/`, which `docs/client-kit.md` embeds.
 
-use std::net::{IpAddr, Ipv4Addr};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use atelier_appview::ingest::IngestConfig;
 use atelier_appview::publish::{PublishConfig, default_scope};
-use atelier_appview::relay::sync::ssrf::StaticDns;
 use atelier_appview::safety::Policy;
-use atelier_appview::service::{self, AppViewConfig, OAuthServiceConfig};
+use atelier_appview::service::{self, AppViewConfig};
 use atelier_appview::store::StoreLocation;
 use atelier_sandbox::oauth::{Jar, sign_in_through_appview};
 use atelier_sandbox::{Account, Runtime, Sandbox};
@@ -155,32 +151,12 @@ impl Stack {
         let ada = sandbox.create_account("ada").await.expect("ada");
         let bo = sandbox.create_account("bob").await.expect("bob");
         let dir = tempfile::tempdir().expect("tempdir");
-        let key_file = dir.path().join("oauth_token_key");
-        std::fs::write(&key_file, "5a".repeat(32)).expect("key file");
-        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600))
-            .expect("key file mode");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("address"));
-        // The sandbox's `.test` handles resolve through `_atproto` TXT records.
-        let mut dns = StaticDns::new().with_ip("localhost", IpAddr::V4(Ipv4Addr::LOCALHOST));
-        for account in [&ada, &bo] {
-            dns = dns.with_txt(
-                &format!("_atproto.{}", account.handle),
-                &format!("did={}", account.did),
-            );
-        }
-        let mut oauth = OAuthServiceConfig::new(
-            &base,
-            default_scope(),
-            dir.path().join("sessions.sqlite"),
-            "k1",
-            key_file,
-        );
-        oauth.plc_url = sandbox.plc_url().to_owned();
-        oauth.allow_loopback = true;
-        oauth.dns = Some(Arc::new(dns));
+        let oauth =
+            support::loopback_oauth(dir.path(), &base, &default_scope(), &sandbox, &[&ada, &bo]);
         let mut ingest = IngestConfig::new(sandbox.subscribe_repos_url(None));
         ingest.plc_url = sandbox.plc_url().to_owned();
         ingest.allow_loopback = true;
