@@ -170,32 +170,48 @@ pub async fn run<S: Store>(
         let finished = tokio::select! {
             _ = &mut shutdown => {
                 tasks.abort_all();
+                // Repositories whose tasks finished before the abort are stored as done:
+                // count them, so the progress returned matches the store (a resumed run
+                // skips them).
+                while let Some(finished) = tasks.join_next().await {
+                    count(&mut state, finished)?;
+                }
+                progress.send_replace(state);
                 break;
             }
             finished = tasks.join_next() => finished,
         };
         let Some(finished) = finished else { break };
-        match finished {
-            Ok(Ok(Outcome::Done { records })) => {
-                state.done += 1;
-                state.records += records;
-            }
-            Ok(Ok(Outcome::Failed)) => state.failed += 1,
-            Ok(Err(e)) => {
-                tasks.abort_all();
-                return Err(e.into());
-            }
-            Err(e) if e.is_cancelled() => {}
-            Err(e) => {
-                return Err(source_error(
-                    "backfill",
-                    format!("a backfill task failed: {e}"),
-                ));
-            }
+        if let Err(e) = count(&mut state, finished) {
+            tasks.abort_all();
+            return Err(e);
         }
         progress.send_replace(state);
     }
     Ok(state)
+}
+
+/// Adds one joined backfill task's outcome to `state` (a cancelled task adds nothing).
+fn count(
+    state: &mut Progress,
+    finished: Result<Result<Outcome, crate::store::StoreError>, tokio::task::JoinError>,
+) -> Result<(), AppViewError> {
+    match finished {
+        Ok(Ok(Outcome::Done { records })) => {
+            state.done += 1;
+            state.records += records;
+        }
+        Ok(Ok(Outcome::Failed)) => state.failed += 1,
+        Ok(Err(e)) => return Err(e.into()),
+        Err(e) if e.is_cancelled() => {}
+        Err(e) => {
+            return Err(source_error(
+                "backfill",
+                format!("a backfill task failed: {e}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn source_error(source: &str, reason: String) -> AppViewError {
